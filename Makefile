@@ -1,0 +1,14 @@
+# make test: install the test tools (root, Debian), vet, and run every test.
+GO ?= go
+
+.PHONY: test test-deps vet sandbox bench
+
+test: test-deps vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-deps:
+	./scripts/install-test-deps
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need gofmt -w" >&2; exit 1)
