@@ -368,3 +368,7 @@ func Load(path string, a *Anchor) (*Conf, error) {
 	}
 	return c, nil
 }
+
+// ErrNoConf is returned by a Source that has no verified configuration yet.
+var ErrNoConf = errors.New("no global configuration has been loaded yet; " +
+	"install the configuration anchor and check that the server reaches the portal")
