@@ -1,0 +1,199 @@
+package events
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/ident"
+)
+
+// The socket between the security server and the monitoring station
+// carries one JSON Message per line. Every field is an identifier, a time,
+// a number or a short code, each bounded and checked on decode, so that
+// no message body can travel over it (clause 2.7).
+
+// Message types.
+const (
+	TypeExchange = "exchange"
+	TypeStatus   = "status"
+	TypeDropped  = "dropped"
+)
+
+// MaxLine is the longest line a Decoder accepts.
+const MaxLine = 4096
+
+// Message is one line on the socket: exactly one of Exchange, Status or
+// Dropped is set, as Type says.
+type Message struct {
+	Type     string  `json:"type"`
+	Exchange *Record `json:"exchange,omitempty"`
+	Status   *Status `json:"status,omitempty"`
+	// Dropped is the total number of records the server has dropped since
+	// it started because the monitor was absent or slow.
+	Dropped uint64 `json:"dropped,omitempty"`
+}
+
+// Status is the state of the security server that the monitoring station
+// shows beside the exchange statistics (2.6).
+type Status struct {
+	Time time.Time `json:"time"`
+	// Certificates are the server's own certificates and their expiry.
+	Certificates []CertStatus `json:"certificates,omitempty"`
+	// GlobalConf is the configuration in use; zero when none is loaded.
+	GlobalConfSerial  uint64    `json:"globalConfSerial,omitempty"`
+	GlobalConfIssued  time.Time `json:"globalConfIssued,omitzero"`
+	GlobalConfExpires time.Time `json:"globalConfExpires,omitzero"`
+	// TimestampLag is how long the oldest record not yet time-stamped has
+	// waited; zero when all are stamped.
+	TimestampLag time.Duration `json:"timestampLag,omitempty"`
+	// Links are the network interfaces (5.5).
+	Links []LinkStatus `json:"links,omitempty"`
+}
+
+// CertStatus is one certificate of the server.
+type CertStatus struct {
+	Purpose  string    `json:"purpose"` // "signing", "authentication"
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"notAfter"`
+}
+
+// LinkStatus is one network interface in a role.
+type LinkStatus struct {
+	Role       string `json:"role"` // "internal", "external"
+	Name       string `json:"name"`
+	Up         bool   `json:"up"`
+	SpeedMbps  int    `json:"speedMbps"`
+	FullDuplex bool   `json:"fullDuplex"`
+}
+
+var (
+	reMessageID = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+	reFaultCode = regexp.MustCompile(`^(Client|Server)\.[A-Za-z]{1,64}$`)
+	reShort     = regexp.MustCompile(`^[\x20-\x7e]{0,64}$`)
+)
+
+// Validate reports an error if any field of m is out of its bounds: an
+// identifier that does not parse, a message id or code of the wrong form.
+func (m *Message) Validate() error {
+	switch m.Type {
+	case TypeExchange:
+		if m.Exchange == nil || m.Status != nil {
+			return errors.New("exchange message needs exactly the exchange field")
+		}
+		return m.Exchange.validate()
+	case TypeStatus:
+		if m.Status == nil || m.Exchange != nil {
+			return errors.New("status message needs exactly the status field")
+		}
+		return m.Status.validate()
+	case TypeDropped:
+		if m.Exchange != nil || m.Status != nil {
+			return errors.New("dropped message carries only the count")
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown message type %q", m.Type)
+}
+
+func (r *Record) validate() error {
+	if r.Role != RoleClient && r.Role != RoleProvider {
+		return fmt.Errorf("role %q is neither client nor provider", r.Role)
+	}
+	if !reMessageID.MatchString(r.MessageID) {
+		return errors.New("message id must be 1-128 printable ASCII characters")
+	}
+	if _, err := ident.ParseClient(r.Client); err != nil {
+		return err
+	}
+	if r.Service != "" {
+		if _, err := ident.ParseService(r.Service); err != nil {
+			return err
+		}
+	}
+	if r.Result != ResultOK && r.Result != ResultFault {
+		return fmt.Errorf("result %q is neither ok nor fault", r.Result)
+	}
+	if r.FaultCode != "" && !reFaultCode.MatchString(r.FaultCode) {
+		return fmt.Errorf("fault code %q is not of the form Client.X or Server.X", r.FaultCode)
+	}
+	if r.RequestBytes < 0 || r.ResponseBytes < 0 {
+		return errors.New("negative size")
+	}
+	return nil
+}
+
+func (s *Status) validate() error {
+	if len(s.Certificates) > 8 || len(s.Links) > 8 {
+		return errors.New("status lists more than 8 certificates or links")
+	}
+	for _, c := range s.Certificates {
+		if !reShort.MatchString(c.Purpose) || len(c.Subject) > 256 {
+			return errors.New("certificate status fields out of bounds")
+		}
+	}
+	for _, l := range s.Links {
+		if !reShort.MatchString(l.Role) || !reShort.MatchString(l.Name) {
+			return errors.New("link status fields out of bounds")
+		}
+	}
+	return nil
+}
+
+// Encoder writes Messages as JSON lines.
+type Encoder struct{ w io.Writer }
+
+// NewEncoder returns an Encoder writing to w.
+func NewEncoder(w io.Writer) *Encoder { return &Encoder{w: w} }
+
+// Encode writes one validated message and a newline.
+func (e *Encoder) Encode(m *Message) error {
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("refusing to send invalid monitoring message: %w", err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(b) >= MaxLine {
+		return fmt.Errorf("monitoring message of %d bytes exceeds %d", len(b), MaxLine)
+	}
+	_, err = e.w.Write(append(b, '\n'))
+	return err
+}
+
+// Decoder reads JSON-line Messages, refusing unknown fields, lines longer
+// than MaxLine and messages that do not validate.
+type Decoder struct{ s *bufio.Scanner }
+
+// NewDecoder returns a Decoder reading from r.
+func NewDecoder(r io.Reader) *Decoder {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 0, 1024), MaxLine)
+	return &Decoder{s: s}
+}
+
+// Decode reads the next message. It returns io.EOF at the end of input.
+func (d *Decoder) Decode() (*Message, error) {
+	if !d.s.Scan() {
+		if err := d.s.Err(); err != nil {
+			return nil, fmt.Errorf("read monitoring socket: %w", err)
+		}
+		return nil, io.EOF
+	}
+	dec := json.NewDecoder(bytes.NewReader(d.s.Bytes()))
+	dec.DisallowUnknownFields()
+	var m Message
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("monitoring message is not valid JSON of the known form: %w", err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("monitoring message refused: %w", err)
+	}
+	return &m, nil
+}
