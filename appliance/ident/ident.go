@@ -77,12 +77,12 @@ func (c Client) Validate() error {
 	return validPart("subsystemCode", c.SubsystemCode, false)
 }
 
-// String returns INSTANCE/CLASS/CODE[/SUBSYSTEM]/SERVICE[/VERSION]. Because
-// the subsystem is optional, the string form of a service without subsystem
-// but with a version is ambiguous; use ParseService only on forms written
-// by this method with a subsystem, or use the JSON form.
+// String returns INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION], with an
+// empty SUBSYSTEM part (two slashes) for a service of a member itself, so
+// that ParseService reads back every form String writes.
 func (s Service) String() string {
-	str := s.Client.String() + "/" + s.ServiceCode
+	str := s.Instance + "/" + s.MemberClass + "/" + s.MemberCode + "/" + s.SubsystemCode +
+		"/" + s.ServiceCode
 	if s.Version != "" {
 		str += "/" + s.Version
 	}
