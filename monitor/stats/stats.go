@@ -1,0 +1,297 @@
+// Package stats aggregates the security server's exchange records into the
+// figures the local monitoring station shows (clause 2.6): counts and
+// fault rates per service and client, processing-time histograms against
+// the 2 seconds of clause 5.3, and request rates against the 60 per second
+// of clause 5.4.
+//
+// An Aggregator is fed events.Record values and read with Snapshot. It
+// holds no message content: only what the record carries.
+package stats
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/events"
+)
+
+// Clause 5.3: a request is answered within 2 seconds, not counting the
+// provider's own database and network time.
+const ProcessingLimit = 2 * time.Second
+
+// Clause 5.4: the security server handles 60 requests per second.
+const RateCapacity = 60.0
+
+// Bounds are the upper bounds of the processing-time histogram buckets;
+// a last bucket holds everything slower.
+var Bounds = []time.Duration{
+	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, ProcessingLimit, 5 * time.Second,
+}
+
+// Histogram counts durations into Bounds.
+type Histogram struct {
+	Counts [13]uint64    `json:"counts"` // len(Bounds)+1
+	Sum    time.Duration `json:"sum"`
+	Count  uint64        `json:"count"`
+	Max    time.Duration `json:"max"`
+}
+
+// Observe adds one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	i, _ := slices.BinarySearch(Bounds, d)
+	h.Counts[i]++
+	h.Sum += d
+	h.Count++
+	h.Max = max(h.Max, d)
+}
+
+// Merge adds o into h.
+func (h *Histogram) Merge(o *Histogram) {
+	for i := range h.Counts {
+		h.Counts[i] += o.Counts[i]
+	}
+	h.Sum += o.Sum
+	h.Count += o.Count
+	h.Max = max(h.Max, o.Max)
+}
+
+// Quantile returns the upper bound of the bucket holding the q-quantile
+// (0 < q <= 1), or Max for the open last bucket; 0 when empty. The answer
+// is an upper estimate, as for any bucketed histogram.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	if h.Count == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(h.Count) + 0.999999)
+	var seen uint64
+	for i, c := range h.Counts {
+		seen += c
+		if seen >= rank {
+			if i < len(Bounds) {
+				return min(Bounds[i], h.Max)
+			}
+			return h.Max
+		}
+	}
+	return h.Max
+}
+
+// Key names one row of the statistics.
+type Key struct {
+	Role    events.Role `json:"role"`
+	Client  string      `json:"client"`
+	Service string      `json:"service"`
+}
+
+// Row is the running totals of one Key.
+type Row struct {
+	Key
+	Requests      uint64            `json:"requests"`
+	Faults        map[string]uint64 `json:"faults,omitempty"` // by fault code
+	OverLimit     uint64            `json:"overLimit"`        // processing > 2 s (5.3)
+	Processing    Histogram         `json:"processing"`
+	RequestBytes  uint64            `json:"requestBytes"`
+	ResponseBytes uint64            `json:"responseBytes"`
+	LastSeen      time.Time         `json:"lastSeen"`
+}
+
+// FaultCount returns the total number of faults in r.
+func (r *Row) FaultCount() uint64 {
+	var n uint64
+	for _, c := range r.Faults {
+		n += c
+	}
+	return n
+}
+
+// Minute is the totals of one minute, the unit of kept history.
+type Minute struct {
+	Start      time.Time `json:"start"`
+	Requests   uint64    `json:"requests"`
+	Faults     uint64    `json:"faults"`
+	OverLimit  uint64    `json:"overLimit"`
+	Processing Histogram `json:"processing"`
+	// PeakRate is the busiest second of the minute, requests/s.
+	PeakRate uint64 `json:"peakRate"`
+}
+
+// rateSeconds is how many one-second buckets the rate window keeps.
+const rateSeconds = 60
+
+// Aggregator accumulates records. Safe for concurrent use.
+type Aggregator struct {
+	mu      sync.Mutex
+	rows    map[Key]*Row
+	minute  Minute
+	closed  []Minute // minutes closed since the last TakeMinutes
+	seconds [rateSeconds]struct {
+		unix int64
+		n    uint64
+	}
+	dropped uint64
+}
+
+// New returns an empty Aggregator.
+func New() *Aggregator { return &Aggregator{rows: map[Key]*Row{}} }
+
+// Restore seeds the aggregator with rows kept from an earlier run.
+func (a *Aggregator) Restore(rows []Row) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range rows {
+		r := rows[i]
+		a.rows[r.Key] = &r
+	}
+}
+
+// Add counts one record, attributing it to the minute and second in which
+// the exchange finished.
+func (a *Aggregator) Add(rec events.Record) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+
+	k := Key{Role: rec.Role, Client: rec.Client, Service: rec.Service}
+	row := a.rows[k]
+	if row == nil {
+		row = &Row{Key: k}
+		a.rows[k] = row
+	}
+	pt := rec.ProcessingTime()
+	row.Requests++
+	row.Processing.Observe(pt)
+	row.RequestBytes += uint64(rec.RequestBytes)
+	row.ResponseBytes += uint64(rec.ResponseBytes)
+	row.LastSeen = rec.Done
+	if rec.Result == events.ResultFault {
+		if row.Faults == nil {
+			row.Faults = map[string]uint64{}
+		}
+		row.Faults[rec.FaultCode]++
+	}
+	if pt > ProcessingLimit {
+		row.OverLimit++
+	}
+
+	a.rollMinute(rec.Done)
+	a.minute.Requests++
+	a.minute.Processing.Observe(pt)
+	if rec.Result == events.ResultFault {
+		a.minute.Faults++
+	}
+	if pt > ProcessingLimit {
+		a.minute.OverLimit++
+	}
+
+	sec := rec.Done.Unix()
+	b := &a.seconds[sec%rateSeconds]
+	if b.unix != sec {
+		b.unix, b.n = sec, 0
+	}
+	b.n++
+	a.minute.PeakRate = max(a.minute.PeakRate, b.n)
+}
+
+// rollMinute closes the current minute when t is in a later one.
+func (a *Aggregator) rollMinute(t time.Time) {
+	start := t.Truncate(time.Minute)
+	if a.minute.Start.IsZero() {
+		a.minute.Start = start
+		return
+	}
+	if start.After(a.minute.Start) {
+		a.closed = append(a.closed, a.minute)
+		a.minute = Minute{Start: start}
+	}
+}
+
+// SetDropped records the server's total of records dropped on the way to
+// the monitor.
+func (a *Aggregator) SetDropped(n uint64) {
+	a.mu.Lock()
+	a.dropped = max(a.dropped, n)
+	a.mu.Unlock()
+}
+
+// TakeMinutes returns the minutes closed before now (including the
+// current one when now is past it) and forgets them; the caller stores
+// them as history.
+func (a *Aggregator) TakeMinutes(now time.Time) []Minute {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.minute.Start.IsZero() && now.Truncate(time.Minute).After(a.minute.Start) {
+		a.closed = append(a.closed, a.minute)
+		a.minute = Minute{}
+	}
+	out := a.closed
+	a.closed = nil
+	return out
+}
+
+// Snapshot is a consistent copy of the aggregator's state.
+type Snapshot struct {
+	Rows []Row `json:"rows"`
+	// Current is the minute in progress.
+	Current Minute `json:"current"`
+	// Rate is the mean requests/s over the last 10 full seconds, and
+	// PeakRate the busiest second of the last 60 (clause 5.4).
+	Rate     float64 `json:"rate"`
+	PeakRate uint64  `json:"peakRate"`
+	Dropped  uint64  `json:"dropped"`
+}
+
+// Total returns the sum of all rows.
+func (s *Snapshot) Total() Row {
+	var t Row
+	t.Faults = map[string]uint64{}
+	for i := range s.Rows {
+		r := &s.Rows[i]
+		t.Requests += r.Requests
+		t.OverLimit += r.OverLimit
+		t.Processing.Merge(&r.Processing)
+		for c, n := range r.Faults {
+			t.Faults[c] += n
+		}
+	}
+	return t
+}
+
+// Snapshot copies the state at now, rows sorted by role, service, client.
+func (a *Aggregator) Snapshot(now time.Time) Snapshot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := Snapshot{Current: a.minute, Dropped: a.dropped}
+	for _, r := range a.rows {
+		c := *r
+		c.Faults = maps.Clone(r.Faults)
+		s.Rows = append(s.Rows, c)
+	}
+	slices.SortFunc(s.Rows, func(x, y Row) int {
+		switch {
+		case x.Role != y.Role:
+			return strings.Compare(string(x.Role), string(y.Role))
+		case x.Service != y.Service:
+			return strings.Compare(x.Service, y.Service)
+		}
+		return strings.Compare(x.Client, y.Client)
+	})
+	cur := now.Unix()
+	var last10 uint64
+	for _, b := range a.seconds {
+		age := cur - b.unix
+		if age < 0 || age >= rateSeconds {
+			continue
+		}
+		s.PeakRate = max(s.PeakRate, b.n)
+		if age >= 1 && age <= 10 {
+			last10 += b.n
+		}
+	}
+	s.Rate = float64(last10) / 10
+	return s
+}

@@ -1,0 +1,128 @@
+package stats
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/events"
+)
+
+var t0 = time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+
+// rec makes a record that finished at done after processing for pt, with
+// 100 ms spent at the next hop (which 5.3 does not count).
+func rec(client, service string, done time.Time, pt time.Duration, fault string) events.Record {
+	r := events.Record{
+		Role: events.RoleProvider, MessageID: "x", Client: client, Service: service,
+		Received: done.Add(-pt - 100*time.Millisecond), Done: done,
+		Result: events.ResultOK, RequestBytes: 1000, ResponseBytes: 2000,
+	}
+	r.Forwarded = r.Received.Add(pt / 2)
+	r.Answered = r.Forwarded.Add(100 * time.Millisecond)
+	if fault != "" {
+		r.Result, r.FaultCode = events.ResultFault, fault
+	}
+	return r
+}
+
+func TestKnownStream(t *testing.T) {
+	a := New()
+	const cl, sv = "AZ/GOV/1/A", "AZ/GOV/2/B/getPerson"
+	// 100 exchanges in second 0..9 of one minute, 10 per second: 90 fast
+	// (3 ms), 8 slow (700 ms), 2 over the 2 s limit; 5 faults of two codes.
+	for i := range 100 {
+		pt := 3 * time.Millisecond
+		switch {
+		case i >= 98:
+			pt = 2500 * time.Millisecond
+		case i >= 90:
+			pt = 700 * time.Millisecond
+		}
+		fault := ""
+		switch {
+		case i < 3:
+			fault = "Client.AccessDenied"
+		case i < 5:
+			fault = "Client.Replay"
+		}
+		done := t0.Add(time.Duration(i/10) * time.Second)
+		a.Add(rec(cl, sv, done, pt, fault))
+	}
+	a.Add(rec("AZ/GOV/3", sv, t0.Add(70*time.Second), time.Millisecond, ""))
+
+	s := a.Snapshot(t0.Add(71 * time.Second))
+	if len(s.Rows) != 2 {
+		t.Fatalf("rows = %d, want 2", len(s.Rows))
+	}
+	r := s.Rows[0]
+	if r.Client != cl || r.Requests != 100 || r.FaultCount() != 5 ||
+		r.Faults["Client.AccessDenied"] != 3 || r.Faults["Client.Replay"] != 2 {
+		t.Fatalf("row = %+v", r)
+	}
+	if r.OverLimit != 2 {
+		t.Errorf("OverLimit = %d, want 2 (clause 5.3)", r.OverLimit)
+	}
+	if r.RequestBytes != 100_000 || r.ResponseBytes != 200_000 {
+		t.Errorf("bytes = %d/%d", r.RequestBytes, r.ResponseBytes)
+	}
+	for q, want := range map[float64]time.Duration{
+		0.5: 5 * time.Millisecond, 0.9: 5 * time.Millisecond,
+		0.95: time.Second, 0.99: 2500 * time.Millisecond,
+	} {
+		if got := r.Processing.Quantile(q); got != want {
+			t.Errorf("Quantile(%v) = %v, want %v", q, got, want)
+		}
+	}
+	if tot := s.Total(); tot.Requests != 101 || tot.Faults["Client.Replay"] != 2 {
+		t.Errorf("Total = %+v", tot)
+	}
+
+	mins := a.TakeMinutes(t0.Add(2 * time.Minute))
+	if len(mins) != 2 {
+		t.Fatalf("minutes = %d, want 2", len(mins))
+	}
+	if m := mins[0]; m.Requests != 100 || m.Faults != 5 || m.OverLimit != 2 || m.PeakRate != 10 {
+		t.Errorf("first minute = %+v", m)
+	}
+	if m := mins[1]; m.Requests != 1 || !m.Start.Equal(t0.Add(time.Minute)) {
+		t.Errorf("second minute = %+v", m)
+	}
+	if again := a.TakeMinutes(t0.Add(3 * time.Minute)); len(again) != 0 {
+		t.Errorf("minutes taken twice: %d", len(again))
+	}
+}
+
+func TestRate(t *testing.T) {
+	a := New()
+	// 70 requests/s for seconds 0..19: above the 60/s of clause 5.4.
+	for s := range 20 {
+		for i := range 70 {
+			a.Add(rec("AZ/GOV/1", "AZ/GOV/2//svc", t0.Add(time.Duration(s)*time.Second+
+				time.Duration(i)*time.Millisecond), time.Millisecond, ""))
+		}
+	}
+	snap := a.Snapshot(t0.Add(20 * time.Second))
+	if snap.Rate != 70 || snap.PeakRate != 70 {
+		t.Fatalf("Rate = %v, PeakRate = %v; want 70, 70", snap.Rate, snap.PeakRate)
+	}
+	later := a.Snapshot(t0.Add(5 * time.Minute))
+	if later.Rate != 0 || later.PeakRate != 0 {
+		t.Fatalf("after 5 idle minutes Rate = %v, PeakRate = %v; want 0", later.Rate,
+			later.PeakRate)
+	}
+}
+
+func BenchmarkAdd(b *testing.B) {
+	a := New()
+	recs := make([]events.Record, 64)
+	for i := range recs {
+		recs[i] = rec(fmt.Sprintf("AZ/GOV/%d", i%8), "AZ/GOV/2//svc", t0, time.Millisecond, "")
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r := recs[i%len(recs)]
+		r.Done = t0.Add(time.Duration(i) * time.Millisecond)
+		a.Add(r)
+	}
+}
