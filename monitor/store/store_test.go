@@ -1,0 +1,55 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/monitor/stats"
+)
+
+func TestRetentionMergeAndRows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "monitor.db")
+	s, err := Open(path, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	var mins []stats.Minute
+	for i := range 120 {
+		mins = append(mins, stats.Minute{Start: t0.Add(time.Duration(i) * time.Minute),
+			Requests: uint64(i)})
+	}
+	rows := []stats.Row{{Key: stats.Key{Client: "AZ/GOV/1", Service: "AZ/GOV/2//s"},
+		Requests: 7}}
+	now := t0.Add(120 * time.Minute)
+	if err := s.Save(now, mins, rows); err != nil {
+		t.Fatal(err)
+	}
+	// The last minute again, as after a restart within it: merged, not lost.
+	if err := s.Save(now, []stats.Minute{{Start: mins[119].Start, Requests: 5,
+		PeakRate: 9}}, rows); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, err = Open(path, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Minutes(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 60 {
+		t.Fatalf("kept %d minutes, want the last 60 (retention one hour)", len(got))
+	}
+	if last := got[len(got)-1]; last.Requests != 119+5 || last.PeakRate != 9 {
+		t.Errorf("merged minute = %+v, want 124 requests, peak 9", last)
+	}
+	r, err := s.Rows()
+	if err != nil || len(r) != 1 || r[0].Requests != 7 {
+		t.Errorf("Rows = %+v, %v", r, err)
+	}
+}
