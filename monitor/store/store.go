@@ -5,6 +5,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -87,7 +88,7 @@ func (s *Store) Save(now time.Time, minutes []stats.Minute, rows []stats.Row) er
 		var old [][]byte
 		c := mb.Cursor()
 		for k, _ := c.First(); k != nil && string(k) < string(cut); k, _ = c.Next() {
-			old = append(old, k)
+			old = append(old, bytes.Clone(k))
 		}
 		for _, k := range old {
 			if err := mb.Delete(k); err != nil {
