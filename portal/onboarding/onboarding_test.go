@@ -89,7 +89,7 @@ func TestServiceApplicationValidate(t *testing.T) {
 				Version: "v1", Regulation: "DRLA-123", Responsible: "Aynur",
 				ResponsiblePhone: "+994 12 555 00 00"}},
 			NotifyEmail: "notify@example.gov.az", NotifyPhone: "+994125550000",
-			Official:    Official{Signature: "paper 7", Date: "2026-11-20"},
+			Official: Official{Signature: "paper 7", Date: "2026-11-20"},
 		}
 	}
 	tests := []struct {
