@@ -1,0 +1,166 @@
+package messagelog
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// HashSize is the size of a chain link: a SHA-256 digest.
+const HashSize = sha256.Size
+
+// Hash is a link of the hash chain: the SHA-256 of an entry's canonical
+// encoding.
+type Hash [HashSize]byte
+
+// Entry is a Record as the log stored it: its place in the sequence and the
+// link to the entry before it.
+type Entry struct {
+	// Seq numbers entries from 1 without gaps, across restarts and archives.
+	Seq uint64
+	// Prev is the Hash of entry Seq-1; all zero for entry 1.
+	Prev Hash
+	Record
+}
+
+// canonicalMagic starts every canonical encoding and names its version.
+const canonicalMagic = "QAPI-MESSAGELOG-1"
+
+// Canonical returns the entry's canonical encoding, the bytes its Hash is
+// taken over. docs/messagelog.md describes it so that anybody can recompute
+// the chain: the magic "QAPI-MESSAGELOG-1", then nine fields, each a 4-byte
+// big-endian length and the bytes: Seq (8 bytes big-endian), Prev (32),
+// Time (Unix nanoseconds, 8 bytes big-endian, two's complement), Kind,
+// MessageID, Client, Service, ContentType, Signed.
+func (e *Entry) Canonical() []byte {
+	n := len(canonicalMagic) + 9*4 + 8 + HashSize + 8 + len(e.Kind) + len(e.MessageID) +
+		len(e.Client) + len(e.Service) + len(e.ContentType) + len(e.Signed)
+	b := make([]byte, 0, n)
+	b = append(b, canonicalMagic...)
+	var u [8]byte
+	binary.BigEndian.PutUint64(u[:], e.Seq)
+	b = appendField(b, u[:])
+	b = appendField(b, e.Prev[:])
+	binary.BigEndian.PutUint64(u[:], uint64(e.Time.UnixNano()))
+	b = appendField(b, u[:])
+	b = appendField(b, []byte(e.Kind))
+	b = appendField(b, []byte(e.MessageID))
+	b = appendField(b, []byte(e.Client))
+	b = appendField(b, []byte(e.Service))
+	b = appendField(b, []byte(e.ContentType))
+	b = appendField(b, e.Signed)
+	return b
+}
+
+// Hash returns the SHA-256 of the entry's canonical encoding: the Prev of
+// the entry after it.
+func (e *Entry) Hash() Hash { return sha256.Sum256(e.Canonical()) }
+
+func appendField(b, f []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+	return append(b, f...)
+}
+
+// ParseCanonical decodes a canonical encoding made by Entry.Canonical.
+func ParseCanonical(b []byte) (*Entry, error) {
+	if len(b) < len(canonicalMagic) || string(b[:len(canonicalMagic)]) != canonicalMagic {
+		return nil, errors.New("not a canonical message log entry: bad magic")
+	}
+	b = b[len(canonicalMagic):]
+	var f [9][]byte
+	for i := range f {
+		if len(b) < 4 {
+			return nil, fmt.Errorf("canonical entry truncated in field %d", i)
+		}
+		n := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		if uint64(len(b)) < uint64(n) {
+			return nil, fmt.Errorf("canonical entry truncated in field %d", i)
+		}
+		f[i], b = b[:n], b[n:]
+	}
+	if len(b) != 0 {
+		return nil, errors.New("canonical entry has trailing bytes")
+	}
+	if len(f[0]) != 8 || len(f[1]) != HashSize || len(f[2]) != 8 {
+		return nil, errors.New("canonical entry has a fixed-size field of the wrong size")
+	}
+	e := &Entry{Seq: binary.BigEndian.Uint64(f[0])}
+	copy(e.Prev[:], f[1])
+	e.Time = time.Unix(0, int64(binary.BigEndian.Uint64(f[2]))).UTC()
+	e.Kind = Kind(f[3])
+	e.MessageID = string(f[4])
+	e.Client = string(f[5])
+	e.Service = string(f[6])
+	e.ContentType = string(f[7])
+	e.Signed = append([]byte(nil), f[8]...)
+	return e, nil
+}
+
+// sealVersion is the first byte of every sealed value in the store.
+const sealVersion = 1
+
+// sealer encrypts store values with AES-256-GCM. The additional data binds a
+// value to its bucket and key, so that a value moved to another place in the
+// file fails to open.
+type sealer struct{ aead cipher.AEAD }
+
+func newSealer(key []byte) (*sealer, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("message log key is %d bytes, want 32 (keys.LogEncryption)",
+			len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("message log key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("message log key: %w", err)
+	}
+	return &sealer{aead: aead}, nil
+}
+
+func sealAD(bucket, key []byte) []byte {
+	ad := make([]byte, 0, 2+len(bucket)+len(key))
+	ad = append(ad, sealVersion, byte(len(bucket)))
+	ad = append(ad, bucket...)
+	return append(ad, key...)
+}
+
+// seal returns version || nonce || ciphertext of plain, bound to bucket/key.
+func (s *sealer) seal(bucket, key, plain []byte) ([]byte, error) {
+	ns := s.aead.NonceSize()
+	out := make([]byte, 1+ns, 1+ns+len(plain)+s.aead.Overhead())
+	out[0] = sealVersion
+	// A random 96-bit nonce per value: at 2^32 values per key the collision
+	// probability stays below 2^-32, far beyond a log's lifetime.
+	if _, err := rand.Read(out[1 : 1+ns]); err != nil {
+		return nil, fmt.Errorf("drawing a nonce: %w", err)
+	}
+	return s.aead.Seal(out, out[1:1+ns], plain, sealAD(bucket, key)), nil
+}
+
+// errOpen is returned (wrapped) when a sealed value fails to decrypt.
+var errOpen = errors.New("decryption failed: the value was altered, moved, or the key is wrong")
+
+func (s *sealer) open(bucket, key, sealed []byte) ([]byte, error) {
+	ns := s.aead.NonceSize()
+	if len(sealed) < 1+ns+s.aead.Overhead() || sealed[0] != sealVersion {
+		return nil, errOpen
+	}
+	plain, err := s.aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], sealAD(bucket, key))
+	if err != nil {
+		return nil, errOpen
+	}
+	return plain, nil
+}
+
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, seq)
+}
