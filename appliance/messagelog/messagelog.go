@@ -80,7 +80,7 @@ type Options struct {
 
 	// Stamper, when set, time-stamps the chain head every StampInterval
 	// (default one minute) while there are entries no stamp covers.
-	Stamper Stamper
+	Stamper       Stamper
 	StampInterval time.Duration
 	// StampGrace is how long entries may stay without a time stamp
 	// (default ten StampIntervals). Past it, Append refuses new records with
