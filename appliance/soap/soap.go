@@ -1,12 +1,8 @@
-// Package soap parses and builds SOAP 1.1 messages with the X-Road message
-// protocol 4.0 headers (clause 5.1).
-//
-// CONTRACT STUB: the signatures below are agreed between packages; the
-// owner of this package replaces the bodies and this paragraph.
 package soap
 
 import (
 	"encoding/xml"
+	"errors"
 
 	"github.com/qapi-az/qapi/appliance/ident"
 )
@@ -20,6 +16,13 @@ const (
 
 // ProtocolVersion is the only protocolVersion header accepted.
 const ProtocolVersion = "4.0"
+
+// Digest algorithm URIs of XML-DSig, as the requestHash algorithmId names
+// them.
+const (
+	AlgSHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+	AlgSHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
+)
 
 // RequestHash is the requestHash header of a response: the digest of the
 // exact bytes of the request SOAP message.
@@ -50,7 +53,8 @@ type Message struct {
 	Raw   []byte
 }
 
-// Limits bound what the parser accepts.
+// Limits bound what the parser accepts. A zero field takes its value from
+// DefaultLimits.
 type Limits struct {
 	// MaxBytes is the largest message accepted (clause 5.2: 10 KB).
 	MaxBytes int
@@ -62,22 +66,20 @@ type Limits struct {
 // a nesting depth of 64.
 func DefaultLimits() Limits { return Limits{MaxBytes: 10 << 10, MaxDepth: 64} }
 
-// ParseRequest parses and checks a request: strict and bounded, see the
-// fault codes. Its error is always a *Fault.
-func ParseRequest(raw []byte, lim Limits) (*Message, error) { panic("contract stub") }
+// withDefaults fills the zero fields of l from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = d.MaxBytes
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = d.MaxDepth
+	}
+	return l
+}
 
-// ParseResponse parses and checks a response or a fault from a provider.
-// Its error is always a *Fault.
-func ParseResponse(raw []byte, lim Limits) (*Message, error) { panic("contract stub") }
-
-// WithRequestHash returns resp with a requestHash header (the SHA-256 of
-// request) added to its X-Road header block, replacing none.
-func WithRequestHash(resp, request []byte) ([]byte, error) { panic("contract stub") }
-
-// HashRequest returns the requestHash of a request's exact bytes.
-func HashRequest(request []byte) RequestHash { panic("contract stub") }
-
-// Fault is a SOAP 1.1 fault with a stable code.
+// Fault is a SOAP 1.1 fault with a stable code. It is also the error type
+// of this package and of the packages that answer a client with a fault.
 type Fault struct {
 	Code   string // one of the Code constants, e.g. "Client.SizeExceeded"
 	String string // what was wrong and what to do, for a person
@@ -85,11 +87,19 @@ type Fault struct {
 	Detail string // optional; never a message body or a secret
 }
 
+var _ error = (*Fault)(nil)
+
+// Error returns the code and the explanation.
 func (f *Fault) Error() string { return f.Code + ": " + f.String }
 
-// Envelope returns the SOAP 1.1 envelope carrying f, echoing hdr (when not
-// nil) as X-Road headers do.
-func (f *Fault) Envelope(hdr *Header) []byte { panic("contract stub") }
+// AsFault returns the *Fault in err's chain, or nil when there is none.
+func AsFault(err error) *Fault {
+	var f *Fault
+	if errors.As(err, &f) {
+		return f
+	}
+	return nil
+}
 
 // Stable fault codes. docs/faults.md lists each with its cause and remedy.
 // "Client." codes: the request was wrong; "Server." codes: a server failed.
@@ -121,3 +131,17 @@ const (
 	CodeTimestampFailure = "Server.TimestampFailure"
 	CodeInternal         = "Server.Internal"
 )
+
+// Codes returns every stable fault code, in the order of their
+// declaration. A code is never renamed or reused: callers branch on it.
+func Codes() []string {
+	return []string{
+		CodeSizeExceeded, CodeInvalidUTF8, CodeDTDForbidden, CodeTooDeep,
+		CodeMalformed, CodeMissingHeader, CodeDuplicateHeader, CodeBadHeader,
+		CodeProtocolVersion, CodeServiceMismatch, CodeUnknownClient,
+		CodeUnknownService, CodeAccessDenied, CodeBlocked, CodeReplay,
+		CodeSigningTime, CodeBadSignature, CodeBadCertificate, CodeSignerMismatch,
+		CodeRequestHash, CodeStaleConf, CodeProviderDown, CodeProviderFault,
+		CodeLogFailure, CodeTimestampFailure, CodeInternal,
+	}
+}

@@ -1,0 +1,311 @@
+package soap
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// nsXML is the namespace the xml prefix is bound to by definition.
+const nsXML = "http://www.w3.org/XML/1998/namespace"
+
+// bom is the UTF-8 byte order mark, which a sender may put first (X-Road
+// message protocol 4.0, section 2.6).
+var bom = []byte{0xef, 0xbb, 0xbf}
+
+// tokKind says what a token is.
+type tokKind int
+
+const (
+	tokEOF tokKind = iota
+	tokStart
+	tokEnd
+	tokText
+)
+
+// token is one item of the scanned document, with namespaces resolved.
+// start and end are byte offsets of the token in the message as given
+// (before a byte order mark was skipped). A self-closing element yields a
+// start token and an end token of zero length.
+type token struct {
+	kind       tokKind
+	name       xml.Name   // expanded name, for tokStart and tokEnd
+	prefix     string     // the name's prefix as written
+	attrs      []xml.Attr // expanded names; namespace declarations left out
+	text       []byte     // for tokText; a copy
+	start, end int
+}
+
+// binding is one namespace declaration in scope.
+type binding struct{ prefix, uri string }
+
+// frame is one open element.
+type frame struct {
+	raw   xml.Name // the name as written, prefix in Space
+	nsLen int      // len(scanner.ns) before the element's declarations
+}
+
+// scanner reads a message as a stream of tokens with encoding/xml's raw
+// tokenizer in strict mode, and does itself what the raw tokenizer leaves
+// out: matching end tags, resolving prefixes (refusing undeclared ones),
+// refusing duplicate attributes, DTDs, processing instructions, and
+// nesting deeper than maxDepth. It never holds more than the open elements.
+type scanner struct {
+	raw      []byte // the whole message as given
+	base     int    // bytes skipped before the decoder's input (a BOM)
+	d        *xml.Decoder
+	maxDepth int
+	ns       []binding
+	stack    []frame
+	started  bool // a token other than the XML declaration was read
+}
+
+func newScanner(raw []byte, maxDepth int) *scanner {
+	s := &scanner{raw: raw, maxDepth: maxDepth}
+	in := raw
+	if bytes.HasPrefix(in, bom) {
+		s.base = len(bom)
+		in = in[len(bom):]
+	}
+	s.d = xml.NewDecoder(bytes.NewReader(in))
+	s.d.Strict = true
+	return s
+}
+
+// depth returns the number of open elements.
+func (s *scanner) depth() int { return len(s.stack) }
+
+// line returns the 1-based line number of byte offset off.
+func (s *scanner) line(off int) int {
+	if off > len(s.raw) {
+		off = len(s.raw)
+	}
+	return bytes.Count(s.raw[:off], []byte{'\n'}) + 1
+}
+
+// faultAt returns a fault whose text names the line of offset off.
+func (s *scanner) faultAt(code string, off int, format string, args ...any) *Fault {
+	return &Fault{
+		Code:   code,
+		String: fmt.Sprintf("line %d: ", s.line(off)) + fmt.Sprintf(format, args...),
+	}
+}
+
+// lookup returns the namespace bound to prefix, and whether one is.
+func (s *scanner) lookup(prefix string) (string, bool) {
+	if prefix == "xml" {
+		return nsXML, true
+	}
+	for i := len(s.ns) - 1; i >= 0; i-- {
+		if s.ns[i].prefix == prefix {
+			return s.ns[i].uri, true
+		}
+	}
+	if prefix == "" {
+		return "", true
+	}
+	return "", false
+}
+
+// next returns the next token. Comments are skipped; adjacent text is not
+// merged. Every error is a *Fault.
+func (s *scanner) next() (token, error) {
+	for {
+		before := int(s.d.InputOffset()) + s.base
+		t, err := s.d.RawToken()
+		after := int(s.d.InputOffset()) + s.base
+		if err == io.EOF {
+			if len(s.stack) > 0 {
+				return token{}, s.faultAt(CodeMalformed, before,
+					"the message ends before <%s> is closed; send the whole message",
+					qname(s.stack[len(s.stack)-1].raw))
+			}
+			return token{kind: tokEOF, start: before, end: before}, nil
+		}
+		if err != nil {
+			return token{}, s.syntaxFault(err, before)
+		}
+		switch t := t.(type) {
+		case xml.Comment:
+			s.started = true
+			continue
+		case xml.Directive:
+			return token{}, s.faultAt(CodeDTDForbidden, before,
+				"a DOCTYPE or other <!...> declaration is not allowed in a SOAP "+
+					"message; remove it and use only the five predefined entities")
+		case xml.ProcInst:
+			if strings.EqualFold(t.Target, "xml") && before == s.base && !s.started {
+				s.started = true
+				continue
+			}
+			return token{}, s.faultAt(CodeMalformed, before,
+				"processing instruction <?%s?> is not allowed in a SOAP message "+
+					"(SOAP 1.1, section 3); remove it", t.Target)
+		case xml.CharData:
+			s.started = true
+			return token{kind: tokText, text: bytes.Clone(t), start: before, end: after}, nil
+		case xml.StartElement:
+			s.started = true
+			return s.startElement(t, before, after)
+		case xml.EndElement:
+			return s.endElement(t, before, after)
+		}
+	}
+}
+
+func (s *scanner) startElement(t xml.StartElement, before, after int) (token, error) {
+	if len(s.stack)+1 > s.maxDepth {
+		return token{}, s.faultAt(CodeTooDeep, before,
+			"elements nest deeper than %d levels; flatten the message", s.maxDepth)
+	}
+	nsLen := len(s.ns)
+	for _, a := range t.Attr {
+		switch {
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			if a.Value == nsXML {
+				return token{}, s.faultAt(CodeMalformed, before,
+					"the xml namespace cannot be the default namespace")
+			}
+			s.ns = append(s.ns, binding{"", a.Value})
+		case a.Name.Space == "xmlns":
+			if err := s.checkBinding(a.Name.Local, a.Value, before); err != nil {
+				s.ns = s.ns[:nsLen]
+				return token{}, err
+			}
+			if a.Name.Local != "xml" {
+				s.ns = append(s.ns, binding{a.Name.Local, a.Value})
+			}
+		}
+	}
+	s.stack = append(s.stack, frame{raw: t.Name, nsLen: nsLen})
+
+	name, err := s.expand(t.Name, true, before)
+	if err != nil {
+		return token{}, err
+	}
+	tok := token{kind: tokStart, name: name, prefix: t.Name.Space, start: before, end: after}
+	for _, a := range t.Attr {
+		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+			continue
+		}
+		n, err := s.expand(a.Name, false, before)
+		if err != nil {
+			return token{}, err
+		}
+		for _, b := range tok.attrs {
+			if b.Name == n {
+				return token{}, s.faultAt(CodeMalformed, before,
+					"attribute %s appears twice on <%s>; keep one", a.Name.Local,
+					qname(t.Name))
+			}
+		}
+		tok.attrs = append(tok.attrs, xml.Attr{Name: n, Value: a.Value})
+	}
+	return tok, nil
+}
+
+func (s *scanner) checkBinding(prefix, uri string, off int) error {
+	switch {
+	case prefix == "xmlns":
+		return s.faultAt(CodeMalformed, off, "the xmlns prefix cannot be declared")
+	case prefix == "xml" && uri != nsXML:
+		return s.faultAt(CodeMalformed, off, "the xml prefix cannot be rebound")
+	case prefix != "xml" && uri == nsXML:
+		return s.faultAt(CodeMalformed, off,
+			"the xml namespace cannot be bound to prefix %s", prefix)
+	case uri == "":
+		return s.faultAt(CodeMalformed, off,
+			"prefix %s is declared with an empty namespace, which XML 1.0 namespaces "+
+				"forbid; declare a namespace name", prefix)
+	case strings.Contains(prefix, ":"):
+		return s.faultAt(CodeMalformed, off, "prefix %q contains a colon", prefix)
+	}
+	return nil
+}
+
+// expand resolves a raw name. Unprefixed attributes are in no namespace.
+func (s *scanner) expand(n xml.Name, element bool, off int) (xml.Name, error) {
+	if n.Local == "" || strings.Contains(n.Local, ":") || (n.Space == "" &&
+		strings.HasPrefix(n.Local, ":")) {
+		return xml.Name{}, s.faultAt(CodeMalformed, off,
+			"%q is not a valid qualified name", qname(n))
+	}
+	if n.Space == "" && !element {
+		return xml.Name{Local: n.Local}, nil
+	}
+	uri, ok := s.lookup(n.Space)
+	if !ok {
+		return xml.Name{}, s.faultAt(CodeMalformed, off,
+			"prefix %s of <%s> is not declared; declare it with xmlns:%s",
+			n.Space, qname(n), n.Space)
+	}
+	return xml.Name{Space: uri, Local: n.Local}, nil
+}
+
+func (s *scanner) endElement(t xml.EndElement, before, after int) (token, error) {
+	if len(s.stack) == 0 {
+		return token{}, s.faultAt(CodeMalformed, before,
+			"end tag </%s> closes nothing; remove it", qname(t.Name))
+	}
+	top := s.stack[len(s.stack)-1]
+	if top.raw != t.Name {
+		return token{}, s.faultAt(CodeMalformed, before,
+			"<%s> is closed by </%s>; close elements in order",
+			qname(top.raw), qname(t.Name))
+	}
+	name, err := s.expand(t.Name, true, before)
+	if err != nil {
+		return token{}, err
+	}
+	s.stack = s.stack[:len(s.stack)-1]
+	s.ns = s.ns[:top.nsLen]
+	return token{kind: tokEnd, name: name, prefix: t.Name.Space, start: before, end: after}, nil
+}
+
+// syntaxFault turns an error of the tokenizer into a fault. An unknown
+// entity reference is a DTD matter: only the five predefined entities and
+// character references are accepted, as no DTD may declare others.
+func (s *scanner) syntaxFault(err error, off int) *Fault {
+	var se *xml.SyntaxError
+	if !errors.As(err, &se) {
+		return s.faultAt(CodeMalformed, off, "the XML cannot be read (%v); "+
+			"send well-formed XML 1.0 in UTF-8", err)
+	}
+	const entity = "invalid character entity &"
+	if rest, ok := strings.CutPrefix(se.Msg, entity); ok && rest != "" &&
+		isNameStart(rest[0]) {
+		return &Fault{Code: CodeDTDForbidden, String: fmt.Sprintf(
+			"line %d: an entity reference other than &amp; &lt; &gt; &apos; &quot; "+
+				"or a character reference; DTD entities are not allowed, write the "+
+				"character itself", se.Line)}
+	}
+	return &Fault{Code: CodeMalformed, String: fmt.Sprintf(
+		"line %d: the XML is not well-formed (%s); send well-formed XML 1.0 in UTF-8",
+		se.Line, se.Msg)}
+}
+
+func isNameStart(c byte) bool {
+	return c == '_' || c == ':' || c >= 0x80 || ('a' <= c && c <= 'z') ||
+		('A' <= c && c <= 'Z')
+}
+
+// qname returns a raw name as written.
+func qname(n xml.Name) string {
+	if n.Space == "" {
+		return n.Local
+	}
+	return n.Space + ":" + n.Local
+}
+
+// isSpace reports whether b is XML white space only.
+func isSpace(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
