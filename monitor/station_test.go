@@ -1,0 +1,172 @@
+package monitor
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/events"
+)
+
+func record(i int, done time.Time, fault string) events.Record {
+	r := events.Record{
+		Role: events.RoleClient, MessageID: "msg-" + string(rune('a'+i%26)),
+		Client: "AZ/GOV/1001/REG", Service: "AZ/GOV/2001/POP/getPerson/v1",
+		Received: done.Add(-30 * time.Millisecond), Forwarded: done.Add(-25 * time.Millisecond),
+		Answered: done.Add(-5 * time.Millisecond), Done: done,
+		RequestBytes: 800, ResponseBytes: 1500, Result: events.ResultOK,
+	}
+	if fault != "" {
+		r.Result, r.FaultCode = events.ResultFault, fault
+	}
+	return r
+}
+
+func startStation(t *testing.T, dir string, now func() time.Time) (*Station, func()) {
+	t.Helper()
+	st, err := New(Config{Socket: filepath.Join(dir, "m.sock"),
+		History: filepath.Join(dir, "m.db"), Disk: dir, Now: now,
+		FlushInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	return st, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		st.Close()
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The security server goes on while the monitor is down; what the sink
+// dropped is reported once the monitor is back, and nothing is counted
+// twice or lost without being counted.
+func TestMonitorDownThenBack(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	sink := events.NewSocketSink(filepath.Join(dir, "m.sock"), events.SocketOptions{
+		Buffer: 100, StatusInterval: 20 * time.Millisecond,
+		Status: func() events.Status {
+			return events.Status{GlobalConfSerial: 3, GlobalConfIssued: now.Add(-time.Minute),
+				GlobalConfExpires: now.Add(time.Hour),
+				Links: []events.LinkStatus{{Role: "external", Name: "eth1", Up: true,
+					SpeedMbps: 100, FullDuplex: true}}}
+		}})
+	defer sink.Close()
+
+	for i := range 1000 {
+		sink.Emit(record(i, now, ""))
+	}
+	st, stop := startStation(t, dir, time.Now)
+	defer stop()
+	waitFor(t, "the buffered records to reach the monitor", func() bool {
+		return sink.Sent() == 100
+	})
+	for i := range 50 {
+		sink.Emit(record(i, now, "Client.AccessDenied"))
+	}
+	waitFor(t, "all records accounted for", func() bool {
+		r, err := st.Report()
+		return err == nil && r.Received+r.Stats.Dropped == 1050 && r.Server != nil
+	})
+	r, err := st.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stats.Dropped != 900 || r.Received != 150 {
+		t.Fatalf("received %d, dropped %d; want 150 and 900", r.Received, r.Stats.Dropped)
+	}
+	names := map[string]bool{}
+	for _, a := range r.Alerts {
+		names[a.Name] = true
+	}
+	for _, want := range []string{"events_dropped", "link_speed", "fault_rate"} {
+		if !names[want] {
+			t.Errorf("alert %s missing from %+v", want, r.Alerts)
+		}
+	}
+	if names["server_silent"] || names["globalconf_expired"] {
+		t.Errorf("unexpected alerts %+v", r.Alerts)
+	}
+}
+
+func TestMetricsAndPage(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	st, stop := startStation(t, dir, time.Now)
+	defer stop()
+	for i := range 10 {
+		fault := ""
+		if i < 2 {
+			fault = "Client.Replay"
+		}
+		st.ingest(&events.Message{Type: events.TypeExchange, Exchange: ptr(record(i, now, fault))})
+	}
+	st.ingest(&events.Message{Type: events.TypeStatus, Status: &events.Status{
+		Certificates: []events.CertStatus{{Purpose: "signing", NotAfter: now.Add(72 * time.Hour)}},
+		GlobalConfSerial: 9, GlobalConfIssued: now.Add(-2 * time.Hour),
+		GlobalConfExpires: now.Add(-time.Hour)}})
+
+	srv := httptest.NewServer(st.Handler())
+	defer srv.Close()
+	get := func(path string) string {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s\n%s", path, resp.Status, b)
+		}
+		return string(b)
+	}
+	metrics := get("/metrics")
+	for _, want := range []string{
+		`qapi_exchanges_total{role="client",client="AZ/GOV/1001/REG",` +
+			`service="AZ/GOV/2001/POP/getPerson/v1"} 10`,
+		`qapi_faults_total{role="client",client="AZ/GOV/1001/REG",` +
+			`service="AZ/GOV/2001/POP/getPerson/v1",code="Client.Replay"} 2`,
+		`qapi_processing_seconds_bucket{role="client",client="AZ/GOV/1001/REG",` +
+			`service="AZ/GOV/2001/POP/getPerson/v1",le="0.01"} 10`,
+		`qapi_alert{name="globalconf_expired",severity="critical"} 1`,
+		`qapi_alert{name="certificate_expiry",severity="warning"} 1`,
+		`qapi_globalconf_expires_in_seconds -`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	html := get("/")
+	for _, want := range []string{`data-alert="globalconf_expired"`, "AZ/GOV/2001/POP/getPerson/v1",
+		"2 (20.0%)", "<svg"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if js := get("/api/status"); !strings.Contains(js, `"globalConfSerial":9`) {
+		t.Errorf("JSON status lacks the configuration serial: %s", js)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
