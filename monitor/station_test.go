@@ -123,7 +123,7 @@ func TestMetricsAndPage(t *testing.T) {
 		st.ingest(&events.Message{Type: events.TypeExchange, Exchange: ptr(record(i, now, fault))})
 	}
 	st.ingest(&events.Message{Type: events.TypeStatus, Status: &events.Status{
-		Certificates: []events.CertStatus{{Purpose: "signing", NotAfter: now.Add(72 * time.Hour)}},
+		Certificates:     []events.CertStatus{{Purpose: "signing", NotAfter: now.Add(72 * time.Hour)}},
 		GlobalConfSerial: 9, GlobalConfIssued: now.Add(-2 * time.Hour),
 		GlobalConfExpires: now.Add(-time.Hour)}})
 
