@@ -46,7 +46,7 @@ func newCSR(t *testing.T, dns ...string) (*ecdsa.PrivateKey, []byte) {
 		t.Fatal(err)
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "ignored", Organization: []string{"Nazirlik"}},
+		Subject:  pkix.Name{CommonName: "ignored", Organization: []string{"Nazirlik"}},
 		DNSNames: dns, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}, key)
 	if err != nil {
