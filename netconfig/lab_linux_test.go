@@ -1,0 +1,128 @@
+package netconfig
+
+import (
+	"net"
+	"runtime"
+	"testing"
+
+	"github.com/qapi-az/qapi/internal/testenv"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// lab is two network namespaces the test made: the appliance's, with links
+// ext0 and int0, and the peer's, holding their other ends pext0 and pint0.
+// Only TEST-NET addresses inside these namespaces carry traffic.
+type lab struct {
+	app, peer netns.NsHandle
+	extMAC    net.HardwareAddr
+}
+
+// Addresses of the lab. The appliance side's are in the configuration.
+const (
+	peerExt = "192.0.2.2"    // pext0, the portal network side
+	peerInt = "198.51.100.2" // pint0, the agency network side
+)
+
+// newLab makes the namespaces; they vanish when the test ends, as nothing
+// but the handles the cleanup closes keeps them alive.
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	testenv.NeedRoot(t)
+
+	l := &lab{extMAC: net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x01}}
+	l.app = newNS(t)
+	l.peer = newNS(t)
+
+	app, err := netlink.NewHandleAt(l.app)
+	if err != nil {
+		t.Fatalf("netlink handle in the appliance namespace: %v", err)
+	}
+	defer app.Close()
+	peer, err := netlink.NewHandleAt(l.peer)
+	if err != nil {
+		t.Fatalf("netlink handle in the peer namespace: %v", err)
+	}
+	defer peer.Close()
+
+	for _, v := range []*netlink.Veth{
+		{LinkAttrs: netlink.LinkAttrs{Name: "ext0", HardwareAddr: l.extMAC},
+			PeerName: "pext0", PeerNamespace: netlink.NsFd(l.peer)},
+		{LinkAttrs: netlink.LinkAttrs{Name: "int0"},
+			PeerName: "pint0", PeerNamespace: netlink.NsFd(l.peer)},
+	} {
+		if err := app.LinkAdd(v); err != nil {
+			t.Fatalf("create veth %s: %v", v.Name, err)
+		}
+	}
+	for name, cidr := range map[string]string{"pext0": peerExt + "/24", "pint0": peerInt + "/24"} {
+		link, err := peer.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, _ := netlink.ParseAddr(cidr)
+		if err := peer.AddrAdd(link, addr); err != nil {
+			t.Fatalf("address %s on %s: %v", cidr, name, err)
+		}
+		if err := peer.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range []*netlink.Handle{app, peer} {
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetUp(lo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// newNS makes an unnamed network namespace, closed when t ends.
+func newNS(t *testing.T) netns.NsHandle {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatalf("current network namespace: %v", err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatalf("new network namespace: %v", err)
+	}
+	if err := netns.Set(orig); err != nil {
+		// The thread stays locked, and so dies with this goroutine.
+		panic("cannot return to the original network namespace: " + err.Error())
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// in runs fn on an OS thread inside ns. Everything fn opens (netlink,
+// nftables and TCP sockets) belongs to ns for its whole life.
+func in(t *testing.T, ns netns.NsHandle, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("current network namespace: %v", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("enter network namespace: %v", err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: the runtime ends it with the goroutine.
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	fn()
+}
