@@ -1,0 +1,109 @@
+// Package gokrazy describes the gokrazy instance the appliance image runs:
+// which programs, with which flags and environment, how its network
+// interfaces start, and how a boot is judged healthy.
+//
+// The image builder (package images) compiles every Program with
+// CGO_ENABLED=0, installs it as /user/NAME in the root slot and writes the
+// Instance as JSON to ManifestPath. The init (gokrazy/init, installed as
+// /gokrazy/init) reads that file, boots the gokrazy runtime and supervises
+// the programs. gokrazy's own packer generates Go source for its init; here
+// the init is one fixed program and the instance is data, so that a change
+// of flags needs no new init.
+package gokrazy
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// ManifestPath is where the instance description lives in the root slot.
+const ManifestPath = "/etc/qapi/instance.json"
+
+// Instance is what the image runs.
+type Instance struct {
+	// Hostname is written to /etc/hostname.
+	Hostname string `json:"hostname"`
+	// Programs run under gokrazy's supervision, restarted when they exit.
+	Programs []Program `json:"programs"`
+	// Interfaces are configured before the programs start.
+	Interfaces []Interface `json:"interfaces,omitempty"`
+	// Health is an HTTP URL that answers 200 once the appliance works. When
+	// it does, the init marks the booted slot good on the boot partition,
+	// ending boot counting for it.
+	Health string `json:"health,omitempty"`
+}
+
+// Program is one supervised program.
+type Program struct {
+	// Name is the file name under /user, and names its $HOME
+	// (/perm/home/NAME) and its log (/perm/log/NAME.log).
+	Name string `json:"name"`
+	// Package is the Go import path of its main package.
+	Package string `json:"package"`
+	// Args are its command-line arguments, without the program name.
+	Args []string `json:"args,omitempty"`
+	// Env are extra KEY=VALUE environment entries.
+	Env []string `json:"env,omitempty"`
+}
+
+// Interface is the boot-time configuration of one network interface.
+//
+// TODO: hand interface configuration to package netconfig (roles, routes,
+// nftables) once the server applies it itself; this covers addresses only.
+type Interface struct {
+	// Name is the kernel's name (eth0, eth1).
+	Name string `json:"name"`
+	// Address is an address with prefix length, 10.0.2.15/24.
+	Address string `json:"address"`
+	// Gateway, if set, becomes the default route through this interface.
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// Validate reports the first missing or malformed field.
+func (in *Instance) Validate() error {
+	if in.Hostname == "" {
+		return fmt.Errorf("instance: hostname is empty")
+	}
+	seen := map[string]bool{}
+	for i, p := range in.Programs {
+		if p.Name == "" || p.Package == "" {
+			return fmt.Errorf("instance: program %d needs a name and a package", i)
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("instance: program name %q used twice", p.Name)
+		}
+		seen[p.Name] = true
+	}
+	for _, ifc := range in.Interfaces {
+		if ifc.Name == "" || ifc.Address == "" {
+			return fmt.Errorf("instance: interface %+v needs a name and an address", ifc)
+		}
+	}
+	return nil
+}
+
+// Load reads an Instance from a JSON file.
+func Load(path string) (*Instance, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the instance description: %w", err)
+	}
+	var in Instance
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return &in, in.Validate()
+}
+
+// Marshal returns the canonical JSON form the image builder installs.
+func (in *Instance) Marshal() ([]byte, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(in, "", "\t")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
