@@ -101,7 +101,7 @@ func watchHealth(url string) {
 	}
 	uptime, _ := os.ReadFile("/proc/uptime")
 	total, avail := meminfo()
-	slog.Info("qapi init: healthy", "uptimeSeconds", strings.Fields(string(uptime)+" ?")[0],
+	slog.Info("qapi init: healthy", "uptimeSeconds", strings.Fields(string(uptime) + " ?")[0],
 		"memTotalKiB", total, "memAvailableKiB", avail, "memUsedKiB", total-avail)
 	if err := bless(); err != nil {
 		slog.Error("qapi init: could not mark the booted slot good; the boot loader "+
