@@ -2,16 +2,96 @@
 // servers (clauses 2.2.1, 2.3): multipart/signed (RFC 1847) holding the
 // SOAP message byte for byte and a detached CMS SignedData over it.
 //
-// CONTRACT STUB: the signatures below are agreed between packages; the
-// owner of this package replaces the bodies and this paragraph.
+// # The format
+//
+// A signed message is the body of an S/MIME signed message (RFC 5751,
+// 3.5.3), with every line of the MIME framing ended by CRLF:
+//
+//	Content-Type: multipart/signed; protocol="application/pkcs7-signature";
+//	    micalg=sha-256; boundary="qapi-..."
+//
+//	--qapi-...
+//	Content-Type: text/xml; charset=UTF-8
+//	Content-Transfer-Encoding: base64
+//
+//	PHNvYXA6RW52ZWxvcGU+...
+//	--qapi-...
+//	Content-Type: application/pkcs7-signature; name="smime.p7s"
+//	Content-Transfer-Encoding: base64
+//	Content-Disposition: attachment; filename="smime.p7s"
+//
+//	MIIG...
+//	--qapi-...--
+//
+// The signature covers the first part as a whole MIME entity, its header
+// lines included, from the first byte after the opening delimiter line to
+// the CRLF before the next delimiter (that CRLF belongs to the delimiter,
+// RFC 2046, 5.1.1), as RFC 1847 says.
+//
+// The SOAP part travels base64-encoded. That choice is what makes the
+// signed bytes independent of line endings: S/MIME tools such as `openssl
+// cms -verify` rewrite every line ending of a text entity to CRLF before
+// digesting it, so a SOAP message with bare LF line endings sent as binary
+// would verify only where nobody converted it. A base64 entity is already
+// pure CRLF-ended ASCII, canonical as it stands, and decodes to the SOAP
+// bytes exactly as given: no re-encoding, no line-ending change. The cost
+// is a third more bytes on the wire.
+//
+// `openssl cms -verify -inform SMIME` accepts these messages. Give it no
+// -binary flag: in binary mode OpenSSL digests the first part together with
+// the CRLF before the next delimiter and refuses them. `openssl smime`, the
+// PKCS #7 tool, cannot parse the stapled OCSP response (a CMS version 5
+// feature) and refuses them too.
+//
+// The signature part carries a detached CMS SignedData (package cms) by
+// the member's signing key, with the signing time and the OCSP response for
+// the signing certificate stapled.
+//
+// # Verification
+//
+// Verify parses strictly (CRLF framing, exactly two parts, no preamble,
+// bounded size), verifies the CMS signature, builds the signing
+// certificate's chain to the trusted CAs at the signing time and now,
+// requires the digitalSignature or nonRepudiation key usage, requires that
+// the certificate names the expected member, and lets the caller check the
+// stapled OCSP response. Every refusal is a *soap.Fault with a stable code.
 package sign
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/qapi-az/qapi/appliance/cms"
 	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/soap"
+)
+
+// Media types and names of the format.
+const (
+	// SignatureType is the media type of the signature part and the
+	// protocol parameter of the multipart/signed Content-Type.
+	SignatureType = "application/pkcs7-signature"
+	// MICAlg is the micalg parameter: SHA-256 (RFC 5751, 3.4.3.2).
+	MICAlg = "sha-256"
+	// SOAPPartType is the Content-Type of the first part (SOAP 1.1).
+	SOAPPartType = "text/xml; charset=UTF-8"
+)
+
+// DefaultMaxBytes bounds a signed message when VerifyOptions.MaxBytes is
+// not set. A 10 KB request (clause 5.2) grows by a third in base64 and by
+// the signature, certificates and OCSP response; 64 KiB leaves room for
+// longer chains.
+const DefaultMaxBytes = 64 << 10
+
+const (
+	base64Line    = 76 // RFC 2045, 6.8: encoded lines are at most 76 characters
+	boundaryBytes = 16 // random bytes in a boundary
 )
 
 // Signer signs outgoing messages with the member's signing key.
@@ -25,20 +105,99 @@ type Signer struct {
 }
 
 // Sign returns the multipart/signed body for soap and its Content-Type
-// header value.
+// header value. The signing time is now. The SOAP bytes are carried
+// unchanged; Sign does not parse them. It is safe to call Sign from several
+// goroutines if Key and OCSP are.
 func (s *Signer) Sign(soap []byte, now time.Time) (body []byte, contentType string,
 	err error) {
-	panic("contract stub")
+	if s == nil || s.Key == nil || s.Cert == nil {
+		return nil, "", errors.New("sign: the signer has no key or certificate; " +
+			"load the member's signing key and certificate first")
+	}
+	var staple [][]byte
+	if s.OCSP != nil {
+		resp, err := s.OCSP()
+		if err != nil {
+			return nil, "", fmt.Errorf("sign: getting the OCSP response to staple: %w", err)
+		}
+		if resp != nil {
+			staple = [][]byte{resp}
+		}
+	}
+	var rnd [boundaryBytes]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, "", fmt.Errorf("sign: making a MIME boundary: %w", err)
+	}
+	// Base64 and the header lines never contain '-', so the boundary
+	// cannot occur inside a part.
+	boundary := "qapi-" + hex.EncodeToString(rnd[:])
+
+	entity := make([]byte, 0, soapEntitySize(len(soap)))
+	entity = append(entity, "Content-Type: "+SOAPPartType+"\r\n"+
+		"Content-Transfer-Encoding: base64\r\n\r\n"...)
+	entity = appendBase64Lines(entity, soap)
+
+	sig, err := cms.Sign(entity, s.Key, s.Cert, cms.SignOptions{
+		Detached:     true,
+		SigningTime:  now,
+		Certificates: s.Chain,
+		OCSP:         staple,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("sign: %w", err)
+	}
+
+	delim := "--" + boundary
+	body = make([]byte, 0, len(entity)+len(sig)*4/3+len(sig)/38+400)
+	body = append(body, delim+"\r\n"...)
+	body = append(body, entity...)
+	body = append(body, "\r\n"+delim+"\r\n"+
+		"Content-Type: "+SignatureType+"; name=\"smime.p7s\"\r\n"+
+		"Content-Transfer-Encoding: base64\r\n"+
+		"Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"...)
+	body = appendBase64Lines(body, sig)
+	body = append(body, "\r\n"+delim+"--\r\n"...)
+
+	contentType = "multipart/signed; protocol=\"" + SignatureType + "\"; micalg=" + MICAlg +
+		"; boundary=\"" + boundary + "\""
+	return body, contentType, nil
+}
+
+// soapEntitySize is the size of the first part for a SOAP message of n
+// bytes.
+func soapEntitySize(n int) int {
+	enc := base64.StdEncoding.EncodedLen(n)
+	return 80 + enc + 2*(enc/base64Line+1)
+}
+
+// appendBase64Lines appends the base64 of data in lines of base64Line
+// characters separated by CRLF, with no CRLF after the last line.
+func appendBase64Lines(dst, data []byte) []byte {
+	enc := base64.StdEncoding
+	// Each full line encodes 57 bytes.
+	const chunk = base64Line / 4 * 3
+	for len(data) > 0 {
+		n := min(len(data), chunk)
+		dst = enc.AppendEncode(dst, data[:n])
+		data = data[n:]
+		if len(data) > 0 {
+			dst = append(dst, '\r', '\n')
+		}
+	}
+	return dst
 }
 
 // VerifyOptions say what a verified message must satisfy.
 type VerifyOptions struct {
 	Roots *x509.CertPool // CAs trusted by the global configuration
-	Now   time.Time
+	// Now is the time the certificate chain must be valid at, besides the
+	// signing time; the zero value means time.Now().
+	Now time.Time
 	// Member is who must have signed: the client's member for requests,
-	// the provider's member for responses (2.2.1).
+	// the provider's member for responses (2.2.1). A subsystem counts as
+	// its member: a signing certificate names a member.
 	Member ident.Client
-	// MaxBytes bounds the whole multipart body.
+	// MaxBytes bounds the whole multipart body (DefaultMaxBytes when zero).
 	MaxBytes int
 	// CheckOCSP, when set, is given the signer, its issuer and the
 	// stapled OCSP response (nil if none) and returns an error to refuse.
@@ -50,13 +209,148 @@ type Verified struct {
 	SOAP        []byte // the exact SOAP bytes signed
 	Signer      *x509.Certificate
 	SigningTime time.Time
-	OCSP        []byte
+	OCSP        []byte // the first stapled OCSP response, nil if none
+	// Chain is the verified chain at Now, from Signer to a root.
+	Chain []*x509.Certificate
 }
 
 // Verify checks body (of the given Content-Type) and returns the SOAP
 // message inside. Its errors are *soap.Fault values with the codes
 // CodeBadSignature, CodeBadCertificate, CodeSignerMismatch or
-// CodeMalformed.
+// CodeMalformed; CodeSizeExceeded when body is over MaxBytes, and
+// CodeInternal when opts lacks Roots or Member.
+//
+// Verify does not judge how far the signing time is from now (clause
+// 6.2.4); the caller does, with Verified.SigningTime.
 func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, error) {
-	panic("contract stub")
+	if opts.Roots == nil || opts.Member.IsZero() {
+		return nil, fault(soap.CodeInternal, "the security server cannot verify signatures: "+
+			"no trusted certification centres or no expected member configured; "+
+			"check the global configuration", nil)
+	}
+	maxBytes := opts.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if len(body) > maxBytes {
+		return nil, fault(soap.CodeSizeExceeded, fmt.Sprintf("the signed message is %d bytes, "+
+			"over the limit of %d; send a smaller message (clause 5.2)", len(body), maxBytes),
+			nil)
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+
+	msg, err := parseMultipart(body, contentType)
+	if err != nil {
+		return nil, fault(soap.CodeMalformed, "the message is not a multipart/signed message "+
+			"this server accepts; send the SOAP message and its CMS signature as "+
+			"multipart/signed (RFC 1847) with CRLF line endings", err)
+	}
+
+	signed, err := cms.Verify(msg.signature, msg.signedEntity)
+	if err != nil {
+		return nil, fault(soap.CodeBadSignature, "the message signature does not verify; "+
+			"the sender must sign the exact message with its member's signing key", err)
+	}
+	if !signed.ContentType.Equal(cms.OIDData) {
+		return nil, fault(soap.CodeBadSignature, "the signature's content type is not id-data; "+
+			"sign the message as data", nil)
+	}
+	if signed.SigningTime.IsZero() {
+		// Clause 6.2.4: the signing time is what bounds a replay.
+		return nil, fault(soap.CodeBadSignature, "the signature has no signing time; "+
+			"the sender must sign with a signingTime attribute (clause 6.2.4)", nil)
+	}
+
+	chain, err := verifyCertificate(signed, now, opts.Roots)
+	if err != nil {
+		return nil, fault(soap.CodeBadCertificate, "the signing certificate is not valid; "+
+			"the sender needs a current signing certificate from a certification centre "+
+			"the global configuration trusts (clause 2.3)", err)
+	}
+
+	// Clause 2.2.1: the message must be signed by the member it claims to
+	// come from.
+	signer, server, err := ident.MemberFromCertSerial(signed.Signer.Subject.SerialNumber)
+	if err != nil {
+		return nil, fault(soap.CodeBadCertificate, "the signing certificate does not name a "+
+			"member; it must be a signing certificate issued to a member", err)
+	}
+	if server != "" {
+		return nil, fault(soap.CodeBadCertificate, "the message is signed with a security "+
+			"server's authentication certificate; sign with the member's signing "+
+			"certificate (clause 4.1.2.8)", nil)
+	}
+	if want := opts.Member.Member(); signer != want {
+		return nil, fault(soap.CodeSignerMismatch, fmt.Sprintf("the message is signed by member "+
+			"%s, not by %s; the party named in the message must sign it", signer, want), nil)
+	}
+
+	var staple []byte
+	if len(signed.OCSP) > 0 {
+		staple = signed.OCSP[0]
+	}
+	if opts.CheckOCSP != nil {
+		if err := opts.CheckOCSP(signed.Signer, chain[1], staple); err != nil {
+			return nil, fault(soap.CodeBadCertificate, "the signing certificate's revocation "+
+				"status is not acceptable; the sender must staple a fresh OCSP response "+
+				"showing its certificate good", err)
+		}
+	}
+
+	soapBytes, err := msg.soap()
+	if err != nil {
+		return nil, fault(soap.CodeMalformed, "the SOAP part cannot be decoded; send it "+
+			"base64-encoded", err)
+	}
+	return &Verified{
+		SOAP:        soapBytes,
+		Signer:      signed.Signer,
+		SigningTime: signed.SigningTime,
+		OCSP:        staple,
+		Chain:       chain,
+	}, nil
+}
+
+// verifyCertificate builds the signer's chain to roots at the signing time
+// and at now, checks its key usage and returns the chain at now.
+func verifyCertificate(signed *cms.Signed, now time.Time, roots *x509.CertPool) (
+	[]*x509.Certificate, error) {
+	inter := x509.NewCertPool()
+	for _, c := range signed.Certificates {
+		if c != signed.Signer {
+			inter.AddCert(c)
+		}
+	}
+	var chain []*x509.Certificate
+	for _, at := range []struct {
+		what string
+		t    time.Time
+	}{{"at the signing time", signed.SigningTime}, {"now", now}} {
+		chains, err := signed.Signer.Verify(x509.VerifyOptions{
+			Roots:         roots,
+			Intermediates: inter,
+			CurrentTime:   at.t,
+			// A signing certificate needs no extended key usage; its key
+			// usage is checked below.
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("certificate of %s %s: %w", signed.Signer.Subject, at.what,
+				err)
+		}
+		chain = chains[0]
+	}
+	const sigUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
+	if signed.Signer.KeyUsage&sigUsage == 0 {
+		return nil, fmt.Errorf("certificate of %s allows neither digitalSignature nor "+
+			"nonRepudiation", signed.Signer.Subject)
+	}
+	if len(chain) < 2 {
+		// A self-signed signing certificate that is itself a root.
+		chain = append(chain, chain[0])
+	}
+	return chain, nil
 }
