@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
@@ -43,4 +44,18 @@ func (s *sim) reboot(t testing.TB) {
 	if err := s.s.Reset(); err != nil {
 		t.Fatalf("reset the TPM simulator: %v", err)
 	}
+}
+
+// defineOrdinary defines an 8-byte ordinary NV index at index.
+func defineOrdinary(t *TPM, index uint32) error {
+	_, err := tpm2.NVDefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
+			NVIndex:    tpm2.TPMHandle(index),
+			NameAlg:    tpm2.TPMAlgSHA256,
+			Attributes: tpm2.TPMANV{OwnerWrite: true, OwnerRead: true, NoDA: true},
+			DataSize:   8,
+		}),
+	}.Execute(t.t)
+	return err
 }
