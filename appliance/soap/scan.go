@@ -141,6 +141,10 @@ func (s *scanner) next() (token, error) {
 				s.started = true
 				continue
 			}
+			if strings.EqualFold(t.Target, "xml") {
+				return token{}, s.faultAt(CodeMalformed, before,
+					"the XML declaration is not at the very start; move it to byte 0")
+			}
 			return token{}, s.faultAt(CodeMalformed, before,
 				"processing instruction <?%s?> is not allowed in a SOAP message "+
 					"(SOAP 1.1, section 3); remove it", t.Target)
