@@ -1,0 +1,198 @@
+package netconfig
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+)
+
+// blockedWait is how long a dial to a dropped port waits for an answer
+// before the test calls it dropped. A dropped SYN gets no answer at all; an
+// allowed one is answered at once on a veth.
+const blockedWait = 1500 * time.Millisecond
+
+// listen opens TCP listeners on every address of the current namespace,
+// accepting and closing connections until the test ends.
+func listen(t *testing.T, ports ...uint16) {
+	t.Helper()
+	for _, p := range ports {
+		ln, err := net.Listen("tcp", ":"+strconv.Itoa(int(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+}
+
+type dialCase struct {
+	addr    string
+	allowed bool
+}
+
+// dialAll dials every case from the peer namespace at once and checks that
+// the allowed ones connect and the others are dropped, not refused.
+func dialAll(t *testing.T, l *lab, cases []dialCase) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, dc := range cases {
+		wg.Go(func() {
+			in(t, l.peer, func() {
+				c, err := net.DialTimeout("tcp", dc.addr, blockedWait)
+				if err == nil {
+					c.Close()
+				}
+				switch {
+				case dc.allowed && err != nil:
+					t.Errorf("dial %s: %v, want a connection", dc.addr, err)
+				case !dc.allowed && err == nil:
+					t.Errorf("dial %s connected, want it dropped", dc.addr)
+				case !dc.allowed && !isTimeout(err):
+					t.Errorf("dial %s: %v, want no answer (dropped)", dc.addr, err)
+				}
+			})
+		})
+	}
+	wg.Wait()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func counters(t *testing.T) map[string]DropCounter {
+	t.Helper()
+	cs, err := Counters()
+	if err != nil {
+		t.Fatalf("Counters: %v", err)
+	}
+	m := map[string]DropCounter{}
+	for _, c := range cs {
+		m[c.Name] = c
+	}
+	return m
+}
+
+func TestFirewallAllowsOnlyTheRolesPorts(t *testing.T) {
+	l := newLab(t)
+	cfg := labConfig(l)
+	other := &nftables.Table{Name: "other", Family: nftables.TableFamilyINet}
+
+	in(t, l.app, func() {
+		// A table of someone else's, which applying must leave alone.
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.AddTable(other)
+		c.AddChain(&nftables.Chain{Name: "keep", Table: other})
+		if err := c.Flush(); err != nil {
+			t.Fatalf("nftables is not usable in this kernel: %v", err)
+		}
+
+		mustApply(t, cfg, Options{})
+		listen(t, 5500, 8080, 8081, 4000, 9999)
+	})
+
+	var before map[string]DropCounter
+	in(t, l.app, func() { before = counters(t) })
+	for _, name := range []string{CounterDropInternal, CounterDropExternal, CounterDropOther} {
+		if _, ok := before[name]; !ok {
+			t.Fatalf("counter %s missing from %v", name, before)
+		}
+	}
+
+	dialAll(t, l, []dialCase{
+		{"192.0.2.1:5500", true},     // security-server TLS, external
+		{"192.0.2.1:8080", false},    // client proxy, not on external
+		{"192.0.2.1:4000", false},    // console, not on external
+		{"198.51.100.1:8080", true},  // client proxy, internal
+		{"198.51.100.1:8081", true},  // adapter, internal
+		{"198.51.100.1:4000", true},  // console, internal
+		{"198.51.100.1:5500", false}, // TLS port is the external side's only
+		{"198.51.100.1:9999", false}, // nothing configured
+	})
+
+	var after map[string]DropCounter
+	in(t, l.app, func() { after = counters(t) })
+	for _, name := range []string{CounterDropInternal, CounterDropExternal} {
+		if after[name].Packets <= before[name].Packets {
+			t.Errorf("counter %s: %d packets before the blocked dials, %d after; want more",
+				name, before[name].Packets, after[name].Packets)
+		}
+	}
+	t.Logf("drop counters after the blocked dials: %+v", after)
+
+	ping(t, l, "192.0.2.1")
+
+	// A new configuration replaces our table and only it.
+	cfg.Firewall.ConsolePort = 4001
+	in(t, l.app, func() {
+		listen(t, 4001)
+		got := mustApply(t, cfg, Options{})
+		if !slices.Equal(got, []string{"replace-firewall inet qapi"}) {
+			t.Errorf("Apply with a new console port changed %v, want the firewall only", got)
+		}
+		c, _ := nftables.New()
+		if _, err := c.ListChain(other, "keep"); err != nil {
+			t.Errorf("the other table's chain is gone after two applies: %v", err)
+		}
+	})
+	dialAll(t, l, []dialCase{
+		{"198.51.100.1:4001", true},
+		{"198.51.100.1:4000", false},
+	})
+}
+
+// ping sends one ICMP echo request from the peer namespace to addr and
+// waits for the reply: the firewall lets a rate-limited ping through.
+func ping(t *testing.T, l *lab, addr string) {
+	t.Helper()
+	in(t, l.peer, func() {
+		conn, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		if err != nil {
+			t.Fatalf("raw ICMP socket: %v", err)
+		}
+		defer conn.Close()
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{
+			ID: os.Getpid() & 0xffff, Seq: 1, Data: []byte("qapi netconfig test")}}
+		b, _ := msg.Marshal(nil)
+		if _, err := conn.WriteTo(b, &net.IPAddr{IP: net.ParseIP(addr)}); err != nil {
+			t.Fatalf("send echo request: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		deadline, _ := ctx.Deadline()
+		conn.SetReadDeadline(deadline)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("no echo reply from %s: %v", addr, err)
+			}
+			m, err := icmp.ParseMessage(1, buf[:n])
+			if err == nil && m.Type == ipv4.ICMPTypeEchoReply && from.String() == addr {
+				return
+			}
+		}
+	})
+}
