@@ -1,0 +1,250 @@
+// Package ocsp gives the security server the two OCSP functions of the
+// exchange (RFC 6960): a Stapler that keeps a fresh response for our own
+// signing certificate to staple to every message we sign, and a Checker
+// that judges the response a peer stapled to its message.
+//
+// Wire them into package sign as
+//
+//	sign.Signer{..., OCSP: stapler.Response}
+//	sign.VerifyOptions{..., CheckOCSP: checker.Check}
+package ocsp
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/qapi-az/qapi/appliance/globalconf"
+)
+
+// Errors a Checker returns (wrapped), for callers that branch.
+var (
+	ErrMissing = errors.New("no OCSP response is stapled to the signature")
+	ErrRevoked = errors.New("the signing certificate is revoked")
+	ErrUnknown = errors.New("the certification centre does not know the signing certificate")
+	ErrTooOld  = errors.New("the stapled OCSP response is too old")
+	ErrInvalid = errors.New("the stapled OCSP response is not valid")
+)
+
+// DefaultMaxAge is how old a stapled response may be when the global
+// configuration does not say (Conf.OCSPMaxAge).
+const DefaultMaxAge = 20 * time.Minute
+
+// Verify parses der as the OCSP response for cert issued by issuer and
+// checks it at now: signed by the issuer or by a responder certificate the
+// issuer delegated OCSP signing to, produced no more than maxAge before
+// now, not past its nextUpdate, and status good. It returns the parsed
+// response; its error wraps one of the Err values.
+func Verify(der []byte, cert, issuer *x509.Certificate, now time.Time,
+	maxAge time.Duration) (*ocsp.Response, error) {
+	if len(der) == 0 {
+		return nil, ErrMissing
+	}
+	r, err := ocsp.ParseResponseForCert(der, cert, issuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if r.Certificate != nil && !bytes.Equal(r.Certificate.Raw, issuer.Raw) {
+		// Clause 6.4: only the portal's certification centre, or a
+		// responder it certified for this, vouches for a certificate.
+		d := r.Certificate
+		if !slices.Contains(d.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
+			return nil, fmt.Errorf("%w: its responder certificate %q is not delegated "+
+				"OCSP signing by the issuer", ErrInvalid, d.Subject)
+		}
+		if now.Before(d.NotBefore) || now.After(d.NotAfter) {
+			return nil, fmt.Errorf("%w: its responder certificate is outside its "+
+				"validity period", ErrInvalid)
+		}
+	}
+	if r.NextUpdate.IsZero() || !now.Before(r.NextUpdate) {
+		return nil, fmt.Errorf("%w: it was valid until %s", ErrTooOld,
+			r.NextUpdate.Format(time.RFC3339))
+	}
+	if r.ThisUpdate.After(now.Add(time.Minute)) {
+		return nil, fmt.Errorf("%w: its thisUpdate %s is in the future", ErrInvalid,
+			r.ThisUpdate.Format(time.RFC3339))
+	}
+	if age := now.Sub(r.ThisUpdate); age > maxAge {
+		return nil, fmt.Errorf("%w: produced %s ago, more than the %s allowed",
+			ErrTooOld, age.Round(time.Second), maxAge)
+	}
+	switch r.Status {
+	case ocsp.Good:
+		return r, nil
+	case ocsp.Revoked:
+		return nil, fmt.Errorf("%w (serial %x, since %s)", ErrRevoked, cert.SerialNumber,
+			r.RevokedAt.Format(time.RFC3339))
+	default:
+		return nil, fmt.Errorf("%w (serial %x)", ErrUnknown, cert.SerialNumber)
+	}
+}
+
+// Checker judges stapled responses with the maximum age the global
+// configuration sets.
+type Checker struct {
+	// Source gives Conf.OCSPMaxAge; DefaultMaxAge when it is 0 or the
+	// configuration is unavailable.
+	Source globalconf.Source
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Check has the signature of sign.VerifyOptions.CheckOCSP: it returns nil
+// when ocspDER is a good, fresh response for cert, else an error.
+func (c *Checker) Check(cert, issuer *x509.Certificate, ocspDER []byte) error {
+	now := time.Now()
+	if c.Now != nil {
+		now = c.Now()
+	}
+	maxAge := DefaultMaxAge
+	if c.Source != nil {
+		if conf, err := c.Source.Current(); err == nil && conf.OCSPMaxAge > 0 {
+			maxAge = time.Duration(conf.OCSPMaxAge)
+		}
+	}
+	_, err := Verify(ocspDER, cert, issuer, now, maxAge)
+	return err
+}
+
+// Stapler keeps a fresh OCSP response for one certificate. It is safe for
+// concurrent use.
+type Stapler struct {
+	cert, issuer *x509.Certificate
+	url          string
+	client       *http.Client
+	now          func() time.Time
+
+	mu     sync.Mutex
+	der    []byte
+	parsed *ocsp.Response
+}
+
+// StaplerOptions configure a Stapler.
+type StaplerOptions struct {
+	// URL of the responder; the certificate's authority information access
+	// OCSP URL when empty.
+	URL string
+	// Client fetches; a client with a 10-second timeout when nil.
+	Client *http.Client
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// NewStapler returns a stapler for cert, issued by issuer.
+func NewStapler(cert, issuer *x509.Certificate, opts StaplerOptions) (*Stapler, error) {
+	if opts.URL == "" {
+		if len(cert.OCSPServer) == 0 {
+			return nil, errors.New("the certificate names no OCSP responder and none " +
+				"was configured")
+		}
+		opts.URL = cert.OCSPServer[0]
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Stapler{cert: cert, issuer: issuer, url: opts.URL, client: opts.Client,
+		now: opts.Now}, nil
+}
+
+// refreshAt is when a response should be replaced: halfway through its
+// validity, so that a failed refresh leaves time to retry.
+func refreshAt(r *ocsp.Response) time.Time {
+	return r.ThisUpdate.Add(r.NextUpdate.Sub(r.ThisUpdate) / 2)
+}
+
+// Response has the signature of sign.Signer.OCSP: it returns the cached
+// response while it is fresh, and fetches a new one (once, for all
+// concurrent callers) when the cache is empty or past its refresh point;
+// if that fetch fails it returns the cached one while it is still valid.
+// Run keeps the cache fresh so that callers seldom wait.
+func (s *Stapler) Response() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if s.parsed != nil && now.Before(refreshAt(s.parsed)) {
+		return s.der, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.fetchLocked(ctx)
+	if err != nil && s.parsed != nil && now.Before(s.parsed.NextUpdate) {
+		return s.der, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.der, nil
+}
+
+// Refresh fetches a new response now.
+func (s *Stapler) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fetchLocked(ctx)
+}
+
+func (s *Stapler) fetchLocked(ctx context.Context) error {
+	req, err := ocsp.CreateRequest(s.cert, s.issuer, nil)
+	if err != nil {
+		return fmt.Errorf("make OCSP request: %w", err)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(req))
+	if err != nil {
+		return fmt.Errorf("make OCSP request: %w", err)
+	}
+	hr.Header.Set("Content-Type", "application/ocsp-request")
+	resp, err := s.client.Do(hr)
+	if err != nil {
+		return fmt.Errorf("fetch OCSP response from %s: %w", s.url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch OCSP response from %s: HTTP %s", s.url, resp.Status)
+	}
+	der, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return fmt.Errorf("fetch OCSP response from %s: %w", s.url, err)
+	}
+	// Our own certificate must be good before we staple it: a revoked
+	// signing certificate means every peer would refuse our messages.
+	r, err := Verify(der, s.cert, s.issuer, s.now(), 24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("OCSP response from %s for our signing certificate: %w", s.url, err)
+	}
+	s.der, s.parsed = der, r
+	return nil
+}
+
+// Run keeps the response fresh until ctx ends: it refreshes at each
+// response's refresh point, and retries every 30 seconds after a failure.
+// It returns ctx's error.
+func (s *Stapler) Run(ctx context.Context) error {
+	for {
+		wait := 30 * time.Second
+		if err := s.Refresh(ctx); err == nil {
+			s.mu.Lock()
+			wait = max(refreshAt(s.parsed).Sub(s.now()), time.Second)
+			s.mu.Unlock()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
