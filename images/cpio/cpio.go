@@ -15,6 +15,7 @@ const (
 	modeDir     = 0o040000
 	modeRegular = 0o100000
 	modeSymlink = 0o120000
+	modeChar    = 0o020000
 	trailer     = "TRAILER!!!"
 )
 
@@ -25,6 +26,7 @@ type Writer struct {
 	w     io.Writer
 	n     int64 // bytes written, for padding
 	inode uint32
+	rdev  [2]uint32 // major, minor of the entry being written
 	err   error
 }
 
@@ -44,6 +46,15 @@ func (w *Writer) File(name string, perm uint32, data []byte) error {
 // Symlink adds a symbolic link name pointing to target.
 func (w *Writer) Symlink(name, target string) error {
 	return w.entry(name, modeSymlink|0o777, []byte(target), 1)
+}
+
+// CharDev adds a character device node, such as dev/console (5, 1), which
+// the kernel opens for the initramfs's first program before any devtmpfs is
+// mounted.
+func (w *Writer) CharDev(name string, perm, major, minor uint32) error {
+	w.rdev = [2]uint32{major, minor}
+	defer func() { w.rdev = [2]uint32{} }()
+	return w.entry(name, modeChar|perm&0o7777, nil, 1)
 }
 
 // Close writes the trailer entry. It does not close the underlying writer.
@@ -73,7 +84,7 @@ func (w *Writer) entry(name string, mode uint32, data []byte, nlink uint32) erro
 // are eight hexadecimal digits.
 func (w *Writer) header(name string, mode, inode, nlink uint32, size int) error {
 	h := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		inode, mode, 0, 0, nlink, 0, size, 0, 0, 0, 0, len(name)+1, 0)
+		inode, mode, 0, 0, nlink, 0, size, 0, 0, w.rdev[0], w.rdev[1], len(name)+1, 0)
 	w.write([]byte(h))
 	w.write([]byte(name + "\x00"))
 	if err := w.pad(4); err != nil {

@@ -19,6 +19,7 @@ func archive(t *testing.T) []byte {
 		w.File("etc/a", 0o644, []byte("hello")),
 		w.File("init", 0o755, []byte("odd length contents")),
 		w.Symlink("etc/b", "a"),
+		w.CharDev("console", 0o600, 5, 1),
 		w.Close(),
 	} {
 		if err != nil {
@@ -49,7 +50,8 @@ func TestRejectsAbsolute(t *testing.T) {
 func TestGNUCpio(t *testing.T) {
 	cpio := testenv.NeedCommand(t, "cpio")
 	dir := t.TempDir()
-	cmd := exec.Command(cpio, "-i", "-d", "--quiet")
+	// The device node is only listed: making it would need root.
+	cmd := exec.Command(cpio, "-i", "-d", "--quiet", "etc*", "init")
 	cmd.Dir = dir
 	cmd.Stdin = bytes.NewReader(archive(t))
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -68,6 +70,15 @@ func TestGNUCpio(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(dir, "init"))
 	if err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("init mode = %v, %v; want 0755", fi.Mode(), err)
+	}
+	cmd = exec.Command(cpio, "-t", "-v", "--quiet")
+	cmd.Stdin = bytes.NewReader(archive(t))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cpio -t: %v", err)
+	}
+	if !bytes.Contains(out, []byte("crw-------")) || !bytes.Contains(out, []byte("5,")) {
+		t.Errorf("cpio lists no character device 5,1 for console:\n%s", out)
 	}
 	if target, err := os.Readlink(filepath.Join(dir, "etc/b")); err != nil || target != "a" {
 		t.Errorf("etc/b links to %q, %v; want a", target, err)
