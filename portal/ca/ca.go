@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"strings"
 	"time"
 
@@ -390,14 +389,11 @@ func (c *CA) issue(tx *bbolt.Tx, kind Kind, member ident.Client, serverCode stri
 }
 
 // IssueService issues a certificate for one of the portal's own services
-// (the configuration signer, the time-stamping unit, TLS): subject common
-// name cn, the given usages, and for TLS the names and addresses given.
-func (c *CA) IssueService(cn string, pub crypto.PublicKey, ku x509.KeyUsage,
-	eku []x509.ExtKeyUsage, dns []string, ips []net.IP) (*x509.Certificate, error) {
-	tmpl := &x509.Certificate{
-		Subject:  pkix.Name{CommonName: cn, Country: []string{"AZ"}},
-		KeyUsage: ku, ExtKeyUsage: eku, DNSNames: dns, IPAddresses: ips,
-	}
+// (the configuration signer, the time-stamping unit, TLS) from tmpl, whose
+// subject, key usages, extensions and names the caller sets; the centre
+// sets the serial number, validity and responder URL.
+func (c *CA) IssueService(tmpl *x509.Certificate, pub crypto.PublicKey) (
+	*x509.Certificate, error) {
 	var cert *x509.Certificate
 	err := c.db.Update(func(tx *bbolt.Tx) error {
 		var err error
