@@ -391,16 +391,16 @@ func (l *Log) commit(batch []*request) error {
 				}
 				rec.Time = rec.Time.UTC()
 				e := Entry{Seq: head.seq + 1, Prev: head.hash, Record: rec}
-				canon := e.Canonical()
+				stored := encodeStored(&e)
 				key := seqKey(e.Seq)
-				v, err := l.sealer.seal(bucketRecords, key, canon)
+				v, err := l.sealer.seal(bucketRecords, key, stored)
 				if err != nil {
 					return err
 				}
 				if err := b.Put(key, v); err != nil {
 					return err
 				}
-				head = link{seq: e.Seq, hash: sha256Sum(canon)}
+				head = link{seq: e.Seq, hash: e.Hash()}
 			}
 		}
 		return tx.Bucket(bucketChain).Put(keyHead, head.bytes())
@@ -510,7 +510,7 @@ func (l *Log) decode(k, v []byte) (*Entry, error) {
 	if err != nil {
 		return nil, &CorruptError{Where: l.opts.Path, Seq: seq, Reason: err.Error()}
 	}
-	e, err := ParseCanonical(plain)
+	e, err := decodeStored(plain)
 	if err != nil {
 		return nil, &CorruptError{Where: l.opts.Path, Seq: seq, Reason: err.Error()}
 	}

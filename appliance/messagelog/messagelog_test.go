@@ -268,32 +268,43 @@ func reseal(tx *bolt.Tx, s *sealer, seq uint64, change func(*Entry)) error {
 	if err != nil {
 		return err
 	}
-	e, err := ParseCanonical(plain)
+	e, err := decodeStored(plain)
 	if err != nil {
 		return err
 	}
 	change(e)
-	v, err := s.seal(bucketRecords, seqKey(seq), e.Canonical())
+	e.SignedSHA256 = Hash{}
+	v, err := s.seal(bucketRecords, seqKey(seq), encodeStored(e))
 	if err != nil {
 		return err
 	}
 	return b.Put(seqKey(seq), v)
 }
 
-func TestCanonicalRoundTrip(t *testing.T) {
+func TestStoredRoundTrip(t *testing.T) {
 	e := Entry{Seq: 42, Record: testRecord(7)}
 	e.Prev[0], e.Prev[31] = 1, 2
-	got, err := ParseCanonical(e.Canonical())
+	got, err := decodeStored(encodeStored(&e))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got.Canonical(), e.Canonical()) || got.Hash() != e.Hash() {
+	if !bytes.Equal(got.Canonical(), e.Canonical()) || got.Hash() != e.Hash() ||
+		!bytes.Equal(got.Signed, e.Signed) {
 		t.Fatalf("round trip changed the entry: %+v", got)
 	}
-	c := e.Canonical()
-	for _, bad := range [][]byte{c[:len(c)-1], append(c, 0), c[1:]} {
-		if _, err := ParseCanonical(bad); err == nil {
-			t.Fatal("ParseCanonical accepted a damaged encoding")
+	// Metadata and the body's digest alone give the same hash.
+	meta := *got
+	meta.Signed = nil
+	if meta.Hash() != e.Hash() {
+		t.Fatal("the hash of an entry without its body differs")
+	}
+	c := encodeStored(&e)
+	bodyAt := bytes.Index(c, e.Signed)
+	flipped := bytes.Clone(c)
+	flipped[bodyAt] ^= 1
+	for _, bad := range [][]byte{c[:len(c)-1], append(bytes.Clone(c), 0), c[1:], flipped} {
+		if _, err := decodeStored(bad); err == nil {
+			t.Fatal("decodeStored accepted a damaged encoding")
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package messagelog
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -26,6 +27,10 @@ type Entry struct {
 	// Prev is the Hash of entry Seq-1; all zero for entry 1.
 	Prev Hash
 	Record
+	// SignedSHA256 is the SHA-256 of Record.Signed. The log sets it on every
+	// entry it returns; an archive that keeps an entry's metadata without
+	// its body sets it alone, which is enough to recompute the chain.
+	SignedSHA256 Hash
 }
 
 // canonicalMagic starts every canonical encoding and names its version.
@@ -36,10 +41,17 @@ const canonicalMagic = "QAPI-MESSAGELOG-1"
 // the chain: the magic "QAPI-MESSAGELOG-1", then nine fields, each a 4-byte
 // big-endian length and the bytes: Seq (8 bytes big-endian), Prev (32),
 // Time (Unix nanoseconds, 8 bytes big-endian, two's complement), Kind,
-// MessageID, Client, Service, ContentType, Signed.
+// MessageID, Client, Service, ContentType, and the SHA-256 of Signed (32).
+// The chain covers the body through its digest, so that an archive holding
+// an entry's metadata only still proves the chain. When SignedSHA256 is
+// set it is used, else the digest of Signed is computed.
 func (e *Entry) Canonical() []byte {
+	digest := e.SignedSHA256
+	if digest == (Hash{}) {
+		digest = sha256.Sum256(e.Signed)
+	}
 	n := len(canonicalMagic) + 9*4 + 8 + HashSize + 8 + len(e.Kind) + len(e.MessageID) +
-		len(e.Client) + len(e.Service) + len(e.ContentType) + len(e.Signed)
+		len(e.Client) + len(e.Service) + len(e.ContentType) + HashSize
 	b := make([]byte, 0, n)
 	b = append(b, canonicalMagic...)
 	var u [8]byte
@@ -53,7 +65,7 @@ func (e *Entry) Canonical() []byte {
 	b = appendField(b, []byte(e.Client))
 	b = appendField(b, []byte(e.Service))
 	b = appendField(b, []byte(e.ContentType))
-	b = appendField(b, e.Signed)
+	b = appendField(b, digest[:])
 	return b
 }
 
@@ -66,29 +78,36 @@ func appendField(b, f []byte) []byte {
 	return append(b, f...)
 }
 
-// ParseCanonical decodes a canonical encoding made by Entry.Canonical.
-func ParseCanonical(b []byte) (*Entry, error) {
+// encodeStored returns what the store seals for an entry: its canonical
+// encoding followed by one more field, the body itself.
+func encodeStored(e *Entry) []byte {
+	return appendField(e.Canonical(), e.Signed)
+}
+
+// decodeStored parses what encodeStored made and checks the body against
+// its digest.
+func decodeStored(b []byte) (*Entry, error) {
 	if len(b) < len(canonicalMagic) || string(b[:len(canonicalMagic)]) != canonicalMagic {
-		return nil, errors.New("not a canonical message log entry: bad magic")
+		return nil, errors.New("not a message log entry: bad magic")
 	}
 	b = b[len(canonicalMagic):]
-	var f [9][]byte
+	var f [10][]byte
 	for i := range f {
 		if len(b) < 4 {
-			return nil, fmt.Errorf("canonical entry truncated in field %d", i)
+			return nil, fmt.Errorf("entry truncated in field %d", i)
 		}
 		n := binary.BigEndian.Uint32(b)
 		b = b[4:]
 		if uint64(len(b)) < uint64(n) {
-			return nil, fmt.Errorf("canonical entry truncated in field %d", i)
+			return nil, fmt.Errorf("entry truncated in field %d", i)
 		}
 		f[i], b = b[:n], b[n:]
 	}
 	if len(b) != 0 {
-		return nil, errors.New("canonical entry has trailing bytes")
+		return nil, errors.New("entry has trailing bytes")
 	}
-	if len(f[0]) != 8 || len(f[1]) != HashSize || len(f[2]) != 8 {
-		return nil, errors.New("canonical entry has a fixed-size field of the wrong size")
+	if len(f[0]) != 8 || len(f[1]) != HashSize || len(f[2]) != 8 || len(f[8]) != HashSize {
+		return nil, errors.New("entry has a fixed-size field of the wrong size")
 	}
 	e := &Entry{Seq: binary.BigEndian.Uint64(f[0])}
 	copy(e.Prev[:], f[1])
@@ -98,7 +117,11 @@ func ParseCanonical(b []byte) (*Entry, error) {
 	e.Client = string(f[5])
 	e.Service = string(f[6])
 	e.ContentType = string(f[7])
-	e.Signed = append([]byte(nil), f[8]...)
+	e.Signed = append([]byte{}, f[9]...)
+	e.SignedSHA256 = sha256.Sum256(e.Signed)
+	if !bytes.Equal(e.SignedSHA256[:], f[8]) {
+		return nil, errors.New("the body does not match its digest")
+	}
 	return e, nil
 }
 

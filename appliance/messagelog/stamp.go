@@ -2,7 +2,6 @@ package messagelog
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func sha256Sum(b []byte) Hash { return sha256.Sum256(b) }
 
 // Stamper obtains an RFC 3161 time stamp over a SHA-256 digest and returns
 // the verified token (the DER ContentInfo of its SignedData).
