@@ -10,7 +10,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-
 // Stamper obtains an RFC 3161 time stamp over a SHA-256 digest and returns
 // the verified token (the DER ContentInfo of its SignedData).
 // timestamp.Client is one.
