@@ -1,0 +1,203 @@
+package tpm
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/qapi-az/qapi/appliance/keys"
+)
+
+// StoreOptions configure OpenStore.
+type StoreOptions struct {
+	// TPM is the TPM to seal to; nil opens the device with Open. The store
+	// closes only a TPM it opened.
+	TPM *TPM
+	// Authority is the operator's ECDSA P-256 key whose approvals of a boot
+	// state unseal the keys; Approval is its approval of the current boot.
+	// With Authority nil the keys are sealed to the current values of PCRs
+	// (DefaultPCRs if nil), and an update that changes them locks the keys
+	// out: that mode is for machines whose measured boot never changes.
+	Authority *ecdsa.PublicKey
+	Approval  *Approval
+	PCRs      []int
+}
+
+// Store is the security server's keys.Store on the appliance: each key is
+// generated on the box and rests on disk only sealed by the TPM, one blob
+// file per purpose in its directory (clauses 2.3, 6.2.3). It is safe for
+// concurrent use. Keys, once unsealed, are held in memory, and the signers
+// it returns stay usable after Close.
+type Store struct {
+	mu    sync.Mutex
+	t     *TPM
+	owned bool
+	dir   string
+	opts  StoreOptions
+	keys  map[keys.Purpose]any
+}
+
+var _ keys.Store = (*Store)(nil)
+
+// OpenStore opens the TPM-sealed key store in dir, creating dir if needed.
+// With dev set it returns ErrDevMode and nothing else: development mode
+// keeps keys in files, which is keys.FileStore's job, and the caller must
+// choose it openly. Without a TPM it returns an error matching ErrNoTPM.
+func OpenStore(dev bool, dir string, opts StoreOptions) (*Store, error) {
+	if dev {
+		return nil, ErrDevMode
+	}
+	if opts.Authority != nil && opts.Approval == nil {
+		return nil, fmt.Errorf("open the key store: %w: keys are sealed to the operator's "+
+			"approvals and none was given for this boot", ErrNotApproved)
+	}
+	if opts.Authority != nil {
+		if err := opts.Approval.Verify(opts.Authority); err != nil {
+			return nil, fmt.Errorf("open the key store: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open the key store: %w", err)
+	}
+	s := &Store{t: opts.TPM, dir: dir, opts: opts, keys: map[keys.Purpose]any{}}
+	if s.t == nil {
+		t, err := Open()
+		if err != nil {
+			return nil, fmt.Errorf("open the key store: %w", err)
+		}
+		s.t, s.owned = t, true
+	}
+	return s, nil
+}
+
+// path is the blob file of purpose p.
+func (s *Store) path(p keys.Purpose) string {
+	return filepath.Join(s.dir, string(p)+".sealed")
+}
+
+// Signer returns the ECDSA P-256 key of purpose p (keys.Signing or
+// keys.Authentication), unsealing it, or generating and sealing it on first
+// use. A blob that exists but does not unseal is an error, never a reason
+// to make a new key: the certificate of the old one is registered.
+func (s *Store) Signer(p keys.Purpose) (crypto.Signer, error) {
+	if p != keys.Signing && p != keys.Authentication {
+		return nil, fmt.Errorf("key store: %q is not a signing key purpose", p)
+	}
+	k, err := s.get(p, func() ([]byte, error) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return k.Bytes()
+	}, func(secret []byte) (any, error) {
+		return ecdsa.ParseRawPrivateKey(elliptic.P256(), secret)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k.(*ecdsa.PrivateKey), nil
+}
+
+// Secret returns the 32-byte secret of purpose p (keys.LogEncryption),
+// unsealing it, or generating and sealing it on first use. The caller must
+// not modify the returned slice.
+func (s *Store) Secret(p keys.Purpose) ([]byte, error) {
+	if p != keys.LogEncryption {
+		return nil, fmt.Errorf("key store: %q is not a secret purpose", p)
+	}
+	k, err := s.get(p, func() ([]byte, error) {
+		b := make([]byte, 32)
+		_, err := rand.Read(b)
+		return b, err
+	}, func(secret []byte) (any, error) {
+		if len(secret) != 32 {
+			return nil, fmt.Errorf("sealed secret has %d bytes, not 32", len(secret))
+		}
+		return secret, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k.([]byte), nil
+}
+
+// get returns the key of p from memory, its blob, or a new one made by
+// generate; parse turns the unsealed bytes into the key.
+func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
+	parse func([]byte) (any, error)) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t == nil {
+		return nil, errors.New("key store is closed")
+	}
+	if k, ok := s.keys[p]; ok {
+		return k, nil
+	}
+
+	path := s.path(p)
+	b, err := ReadBlobFile(path)
+	switch {
+	case err == nil:
+		secret, err := s.t.Unseal(b, s.opts.Approval)
+		if err != nil {
+			return nil, fmt.Errorf("unseal the %s key from %s: %w", p, path, err)
+		}
+		k, err := parse(secret)
+		if err != nil {
+			return nil, fmt.Errorf("unseal the %s key from %s: %w", p, path, err)
+		}
+		s.keys[p] = k
+		return k, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("read the %s key: %w", p, err)
+	}
+
+	secret, err := generate()
+	if err != nil {
+		return nil, fmt.Errorf("generate the %s key: %w", p, err)
+	}
+	k, err := parse(secret)
+	if err != nil {
+		return nil, fmt.Errorf("generate the %s key: %w", p, err)
+	}
+	b, err = s.t.Seal(secret, SealOptions{PCRs: s.opts.PCRs, Authority: s.opts.Authority})
+	if err != nil {
+		return nil, fmt.Errorf("seal the new %s key: %w", p, err)
+	}
+	// Unseal once before the blob is written, so that a key the box could
+	// not unseal at its next start is never handed out.
+	back, err := s.t.Unseal(b, s.opts.Approval)
+	if err != nil {
+		return nil, fmt.Errorf("seal the new %s key: it does not unseal: %w", p, err)
+	}
+	if !bytes.Equal(back, secret) {
+		return nil, fmt.Errorf("seal the new %s key: it unseals to other bytes", p)
+	}
+	if err := WriteBlobFile(path, b); err != nil {
+		return nil, fmt.Errorf("store the new %s key: %w", p, err)
+	}
+	s.keys[p] = k
+	return k, nil
+}
+
+// Close forgets the cached keys (signers already returned stay usable) and
+// closes the TPM if OpenStore opened it.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.keys)
+	t := s.t
+	s.t = nil
+	if s.owned && t != nil {
+		return t.Close()
+	}
+	return nil
+}
