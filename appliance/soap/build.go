@@ -39,9 +39,9 @@ func NewResponse(h Header, body []byte) []byte {
 // nil) as X-Road headers do.
 //
 // The faultcode is f.Code unqualified, as X-Road writes it. Of hdr, only
-// the headers that ParseResponse would accept are echoed, so that a fault
-// answering a half-valid request still parses; with hdr nil the SOAP
-// Header is empty. Detail, when set, is written as the text of a
+// the headers that ParseResponse would accept are echoed (protocolVersion
+// only when it is 4.0), so that a fault answering a half-valid request
+// still parses; with hdr nil the SOAP Header is empty. Detail, when set, is written as the text of a
 // faultDetail element.
 func (f *Fault) Envelope(hdr *Header) []byte {
 	var b bytes.Buffer
@@ -107,11 +107,12 @@ func writeHeaders(b *bytes.Buffer, h Header, lenient bool) {
 	if h.Issue != "" && (!lenient || !hasControl(h.Issue)) {
 		element(b, "xrd:issue", h.Issue)
 	}
-	pv := h.ProtocolVersion
-	if pv == "" || lenient {
-		pv = ProtocolVersion
+	switch pv := h.ProtocolVersion; {
+	case !lenient && pv == "":
+		element(b, "xrd:protocolVersion", ProtocolVersion)
+	case !lenient || pv == ProtocolVersion:
+		element(b, "xrd:protocolVersion", pv)
 	}
-	element(b, "xrd:protocolVersion", pv)
 	if rh := h.RequestHash; rh != nil && (!lenient || (rh.Algorithm != "" && len(rh.Value) > 0)) {
 		b.WriteString(`<xrd:requestHash algorithmId="`)
 		escape(b, rh.Algorithm)
