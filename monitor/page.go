@@ -122,7 +122,7 @@ func charts(r *Report) []chart {
 		busyRed = append(busyRed, float64(m.PeakRate) > stats.RateCapacity)
 	}
 	return []chart{
-		newChart("Exchanges per minute", "exchanges", mins, req, faultRed, 0, ""),
+		newChart("Exchanges per minute", "exchanges", mins, req, nil, 0, ""),
 		newChart("Faults per minute", "faults", mins, faults, faultRed, 0, ""),
 		newChart("Processing time, 99th percentile (clause 5.3)", "ms", mins, p99, slowRed,
 			float64(stats.ProcessingLimit.Milliseconds()), "2 s limit"),
