@@ -117,16 +117,6 @@ func TestApplyTwiceChangesOnce(t *testing.T) {
 	})
 }
 
-func nameservers(resolvConf string) []string {
-	var out []string
-	for _, line := range strings.Split(resolvConf, "\n") {
-		if s, ok := strings.CutPrefix(line, "nameserver "); ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // checkApplied reads the links back through netlink and compares them with
 // cfg: MTU, up, addresses and the routes Apply manages.
 func checkApplied(t *testing.T, cfg Config) {

@@ -55,7 +55,7 @@ func dialAll(t *testing.T, l *lab, cases []dialCase) {
 	var wg sync.WaitGroup
 	for _, dc := range cases {
 		wg.Go(func() {
-			in(t, l.peer, func() {
+			err := enter(l.peer, func() {
 				c, err := net.DialTimeout("tcp", dc.addr, blockedWait)
 				if err == nil {
 					c.Close()
@@ -69,6 +69,9 @@ func dialAll(t *testing.T, l *lab, cases []dialCase) {
 					t.Errorf("dial %s: %v, want no answer (dropped)", dc.addr, err)
 				}
 			})
+			if err != nil {
+				t.Error(err)
+			}
 		})
 	}
 	wg.Wait()

@@ -1,6 +1,7 @@
 package netconfig
 
 import (
+	"fmt"
 	"net"
 	"runtime"
 	"testing"
@@ -106,16 +107,24 @@ func newNS(t *testing.T) netns.NsHandle {
 // nftables and TCP sockets) belongs to ns for its whole life.
 func in(t *testing.T, ns netns.NsHandle, fn func()) {
 	t.Helper()
+	if err := enter(ns, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// enter is in for goroutines other than the test's: it returns an error
+// when it cannot enter ns, and then does not run fn.
+func enter(ns netns.NsHandle, fn func()) error {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
 		runtime.UnlockOSThread()
-		t.Fatalf("current network namespace: %v", err)
+		return fmt.Errorf("current network namespace: %w", err)
 	}
 	defer orig.Close()
 	if err := netns.Set(ns); err != nil {
 		runtime.UnlockOSThread()
-		t.Fatalf("enter network namespace: %v", err)
+		return fmt.Errorf("enter network namespace: %w", err)
 	}
 	defer func() {
 		if err := netns.Set(orig); err != nil {
@@ -125,4 +134,5 @@ func in(t *testing.T, ns netns.NsHandle, fn func()) {
 		runtime.UnlockOSThread()
 	}()
 	fn()
+	return nil
 }
