@@ -35,7 +35,6 @@ func TestStatusPageInBrowser(t *testing.T) {
 			}
 			st.ingest(&events.Message{Type: events.TypeExchange, Exchange: &r})
 		}
-		st.agg.TakeMinutes(now.Add(-time.Duration(m-1) * time.Minute))
 		st.flush()
 	}
 	st.ingest(&events.Message{Type: events.TypeStatus, Status: &events.Status{
