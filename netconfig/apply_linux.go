@@ -21,9 +21,11 @@ import (
 //
 // Apply validates cfg and finds both roles' links before it changes
 // anything, so a bad configuration or a missing interface leaves the
-// machine untouched. A failure later returns the changes made so far with
-// the error; applying again completes the rest. Changes take effect at once:
-// no reboot and no restart of a service.
+// machine untouched. It then replaces the firewall when its rules differ,
+// before any address comes up, changes the links, and writes resolv.conf.
+// A failure on the way returns the changes made so far with the error;
+// applying again completes the rest. Changes take effect at once: no reboot
+// and no restart of a service.
 func Apply(ctx context.Context, cfg Config, opts Options) ([]Change, error) {
 	if err := Validate(cfg); err != nil {
 		return nil, fmt.Errorf("netconfig: configuration refused, nothing changed: %w", err)
@@ -56,7 +58,16 @@ func Apply(ctx context.Context, cfg Config, opts Options) ([]Change, error) {
 		steps = append(steps, s...)
 	}
 
+	// The firewall goes first, so that no address is up without it.
 	var done []Change
+	changed, err := applyFirewall(cfg, in.name, ex.name)
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		done = append(done, Change{Action: ActionReplaceFirewall, Value: "inet " + TableName})
+	}
+
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return done, fmt.Errorf("netconfig: stopped before %s: %w", s.Change, err)
@@ -77,16 +88,6 @@ func Apply(ctx context.Context, cfg Config, opts Options) ([]Change, error) {
 		}
 	}
 
-	if err := ctx.Err(); err != nil {
-		return done, fmt.Errorf("netconfig: stopped before the firewall: %w", err)
-	}
-	changed, err := applyFirewall(cfg, in.name, ex.name)
-	if err != nil {
-		return done, err
-	}
-	if changed {
-		done = append(done, Change{Action: ActionReplaceFirewall, Value: "inet " + TableName})
-	}
 	return done, nil
 }
 

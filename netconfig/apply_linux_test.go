@@ -67,6 +67,7 @@ func TestApplyTwiceChangesOnce(t *testing.T) {
 
 		got := mustApply(t, cfg, opts)
 		want := []string{
+			"replace-firewall inet qapi",
 			"internal int0: set-mtu 1400",
 			"internal int0: set-up",
 			"internal int0: add-address 198.51.100.1/24",
@@ -78,7 +79,6 @@ func TestApplyTwiceChangesOnce(t *testing.T) {
 			"external ext0: add-address 192.0.2.1/24",
 			"external ext0: replace-route 0.0.0.0/0 via 192.0.2.254",
 			"write-resolv-conf " + resolv,
-			"replace-firewall inet qapi",
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("first Apply changed\n%s\nwant\n%s",
