@@ -59,6 +59,9 @@ func counterName(index uint32) (tpm2.TPM2BName, error) {
 	return *n, nil
 }
 
+// TODO: a TPM whose counters ran high before starts ours above 1; store an offset.
+// TODO: set an owner authorisation so root on the box cannot advance the counter.
+
 // Counter opens the anti-rollback counter at NV index (DefaultCounterIndex
 // if zero), defining it on first use. A new counter starts at the value the
 // TPM gives it plus one, which is 1 on a TPM that never had a counter: a

@@ -76,11 +76,12 @@ type LockoutError struct {
 func (e *LockoutError) Error() string {
 	wait := "until the lockout authorisation clears it"
 	if e.Recovery > 0 {
-		wait = "about " + e.Recovery.String() + " per failed try"
+		wait = e.Recovery.String() + " for the TPM to forgive one failed try " +
+			"(it counts only while powered on)"
 	}
-	return fmt.Sprintf("TPM is in dictionary-attack lockout (%d of %d failed tries): "+
-		"wait %s, keep the machine powered on meanwhile, or clear the lockout with "+
-		"the lockout authorisation: %v", e.FailedTries, e.MaxTries, wait, e.Err)
+	return fmt.Sprintf("TPM is in dictionary-attack lockout after %d of %d failed tries: "+
+		"wait %s, or clear the lockout with the lockout authorisation: %v",
+		e.FailedTries, e.MaxTries, wait, e.Err)
 }
 
 // Is reports whether target is ErrLockout.
