@@ -1,0 +1,556 @@
+// Package manage is the security server's side of registration at the
+// central server (clause 4.1.2): entering the central servers' addresses
+// and certificates as a configuration anchor (4.1.2.3-4.1.2.5), generating
+// the authentication and signing keys through a keys.Store and making
+// their certificate requests (4.1.2.6-4.1.2.9), handing the requests to the
+// certification centre (4.1.2.10), importing the issued certificates after
+// checking they match the keys, and registering the server. Handler serves
+// it as a local JSON API for the internal interface; 'qapi register'
+// drives that API.
+//
+// State lives in one directory: state.json, anchor.json, and the issued
+// certificates auth.pem and signing.pem. Keys stay in the keys.Store.
+package manage
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/globalconf"
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/portal/wire"
+)
+
+// Identity is who the security server is and where peers reach it.
+type Identity struct {
+	// Owner is the member that runs the server.
+	Owner ident.Client `json:"owner"`
+	// Code names the server among its owner's servers.
+	Code string `json:"code"`
+	// Address is host:port of the server-side proxy as other security
+	// servers reach it.
+	Address string `json:"address"`
+	// Clients are the owner and subsystems the server serves; the owner
+	// alone when empty.
+	Clients []ident.Client `json:"clients,omitempty"`
+}
+
+// State is what registration has reached.
+type State struct {
+	Identity
+	// PortalURL is the portal's public URL, from the anchor.
+	PortalURL string `json:"portalUrl,omitempty"`
+	// AuthRequest and SigningRequest are the certification centre's ids
+	// of the handed-over requests.
+	AuthRequest    uint64 `json:"authRequest,omitempty"`
+	SigningRequest uint64 `json:"signingRequest,omitempty"`
+	// Registration is the central server's id of the registration and
+	// RegistrationState its last known state.
+	Registration      uint64 `json:"registration,omitempty"`
+	RegistrationState string `json:"registrationState,omitempty"`
+}
+
+// Status is State plus what is installed, for the console and the CLI.
+type Status struct {
+	State
+	AnchorInstalled bool `json:"anchorInstalled"`
+	// AuthCert and SigningCert describe the imported certificates.
+	AuthCert    *CertInfo `json:"authCert,omitempty"`
+	SigningCert *CertInfo `json:"signingCert,omitempty"`
+	// Next says what to do next, for a person.
+	Next string `json:"next"`
+}
+
+// CertInfo describes an imported certificate.
+type CertInfo struct {
+	Subject  string    `json:"subject"`
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"notAfter"`
+}
+
+// Options configure a Manager.
+type Options struct {
+	// Dir holds the registration state.
+	Dir string
+	// Keys holds the authentication and signing keys.
+	Keys keys.Store
+	// HTTP reaches the portal; a client with a 30-second timeout when nil.
+	HTTP *http.Client
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Manager carries out registration. It is safe for concurrent use.
+type Manager struct {
+	opts Options
+	mu   sync.Mutex
+	st   State
+}
+
+// Open loads the state kept in opts.Dir, creating the directory.
+func Open(opts Options) (*Manager, error) {
+	if opts.Keys == nil {
+		return nil, errors.New("manage: no key store")
+	}
+	if opts.HTTP == nil {
+		opts.HTTP = &http.Client{Timeout: 30 * time.Second}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("registration state directory: %w", err)
+	}
+	m := &Manager{opts: opts}
+	b, err := os.ReadFile(m.path("state.json"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read registration state: %w", err)
+	default:
+		if err := json.Unmarshal(b, &m.st); err != nil {
+			return nil, fmt.Errorf("registration state %s: %w", m.path("state.json"), err)
+		}
+	}
+	return m, nil
+}
+
+func (m *Manager) path(name string) string { return filepath.Join(m.opts.Dir, name) }
+
+func (m *Manager) saveLocked() error {
+	b, _ := json.MarshalIndent(m.st, "", "  ")
+	return writeFile(m.path("state.json"), b)
+}
+
+func writeFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// AnchorPath is the file of the installed anchor, what the global
+// configuration fetcher loads with globalconf.LoadAnchor.
+func (m *Manager) AnchorPath() string { return m.path("anchor.json") }
+
+// Configure sets who the server is. Changing the owner or code after
+// certificates were requested starts registration over.
+func (m *Manager) Configure(id Identity) error {
+	if err := id.Owner.Validate(); err != nil || id.Owner.SubsystemCode != "" {
+		return fmt.Errorf("owner %q must be a member INSTANCE/CLASS/CODE", id.Owner)
+	}
+	if id.Code == "" || strings.ContainsAny(id.Code, "/ ") {
+		return fmt.Errorf("server code %q must be non-empty without '/' or spaces", id.Code)
+	}
+	if !strings.Contains(id.Address, ":") {
+		return fmt.Errorf("address %q must be host:port of the server-side proxy", id.Address)
+	}
+	for _, c := range id.Clients {
+		if c.Member() != id.Owner {
+			return fmt.Errorf("client %s is not the owner %s or one of its subsystems", c,
+				id.Owner)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.Owner != id.Owner || m.st.Code != id.Code {
+		portal := m.st.PortalURL
+		m.st = State{PortalURL: portal}
+		for _, f := range []string{"auth.pem", "signing.pem"} {
+			os.Remove(m.path(f))
+		}
+	}
+	if a, err := globalconf.LoadAnchor(m.AnchorPath()); err == nil &&
+		a.Instance != id.Owner.Instance {
+		return fmt.Errorf("the installed anchor is for instance %s, the owner is in %s",
+			a.Instance, id.Owner.Instance)
+	}
+	m.st.Identity = id
+	return m.saveLocked()
+}
+
+// InstallAnchor checks and installs the configuration anchor the operator
+// handed over (4.1.2.3-4.1.2.5): the instance, the central servers'
+// configuration URLs (from which the portal's address follows) and the
+// certificates that sign the configuration.
+func (m *Manager) InstallAnchor(raw []byte) (*globalconf.Anchor, error) {
+	var a globalconf.Anchor
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, fmt.Errorf("configuration anchor is not valid JSON: %w", err)
+	}
+	if a.Instance == "" || len(a.Certs) == 0 || len(a.ConfigURLs) == 0 {
+		return nil, errors.New("configuration anchor needs an instance, configuration " +
+			"URLs and certificates")
+	}
+	for i, c := range a.Certs {
+		if _, err := x509.ParseCertificate(c); err != nil {
+			return nil, fmt.Errorf("configuration anchor certificate %d: %w", i, err)
+		}
+	}
+	u := a.ConfigURLs[0]
+	i := strings.Index(u, wire.PathGlobalConf)
+	if i < 0 {
+		return nil, fmt.Errorf("configuration URL %q does not end in %sINSTANCE", u,
+			wire.PathGlobalConf)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.st.Owner.IsZero() && m.st.Owner.Instance != a.Instance {
+		return nil, fmt.Errorf("the anchor is for instance %s, the owner %s is in %s",
+			a.Instance, m.st.Owner, m.st.Owner.Instance)
+	}
+	if err := writeFile(m.AnchorPath(), raw); err != nil {
+		return nil, fmt.Errorf("install anchor: %w", err)
+	}
+	m.st.PortalURL = u[:i]
+	return &a, m.saveLocked()
+}
+
+// CertificateRequest generates the key for p (Authentication or Signing)
+// if the store has none, and returns a PKCS#10 request for it (4.1.2.6 to
+// 4.1.2.9). The subject names the owner as the certification centre will.
+func (m *Manager) CertificateRequest(p keys.Purpose) ([]byte, error) {
+	m.mu.Lock()
+	id := m.st.Identity
+	m.mu.Unlock()
+	if id.Owner.IsZero() {
+		return nil, errors.New("configure the server's owner and code first " +
+			"(qapi register init)")
+	}
+	name := id.Owner.String()
+	if p == keys.Authentication {
+		name += "/" + id.Code
+	} else if p != keys.Signing {
+		return nil, fmt.Errorf("no certificate is requested for %s keys", p)
+	}
+	s, err := m.opts.Keys.Signer(p)
+	if err != nil {
+		return nil, fmt.Errorf("generate the %s key: %w", p, err)
+	}
+	return keys.CertificateRequest(s, pkix.Name{CommonName: name, SerialNumber: name,
+		Country: []string{"AZ"}})
+}
+
+// SubmitRequests hands both certificate requests to the certification
+// centre (4.1.2.10) and remembers their ids.
+func (m *Manager) SubmitRequests(ctx context.Context) (auth, signing uint64, err error) {
+	ids := map[keys.Purpose]uint64{}
+	for _, p := range []keys.Purpose{keys.Authentication, keys.Signing} {
+		csr, err := m.CertificateRequest(p)
+		if err != nil {
+			return 0, 0, err
+		}
+		m.mu.Lock()
+		cr := wire.CertRequest{Kind: "signing", Member: m.st.Owner, CSR: csr}
+		if p == keys.Authentication {
+			cr.Kind, cr.ServerCode = "auth", m.st.Code
+		}
+		m.mu.Unlock()
+		var st wire.CertRequestStatus
+		if err := m.post(ctx, wire.PathCertRequests, cr, &st); err != nil {
+			return 0, 0, fmt.Errorf("hand the %s certificate request to the "+
+				"certification centre: %w", p, err)
+		}
+		ids[p] = st.ID
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st.AuthRequest, m.st.SigningRequest = ids[keys.Authentication], ids[keys.Signing]
+	return ids[keys.Authentication], ids[keys.Signing], m.saveLocked()
+}
+
+// FetchCertificates asks the certification centre about both requests and
+// imports the certificates issued so far. It returns true when both are
+// imported; false with a nil error while the operator has not approved.
+func (m *Manager) FetchCertificates(ctx context.Context) (bool, error) {
+	m.mu.Lock()
+	reqs := map[keys.Purpose]uint64{keys.Authentication: m.st.AuthRequest,
+		keys.Signing: m.st.SigningRequest}
+	m.mu.Unlock()
+	done := true
+	for p, id := range reqs {
+		if _, err := m.certificate(p); err == nil {
+			continue
+		}
+		if id == 0 {
+			return false, errors.New("no certificate request was handed over; run " +
+				"'qapi register submit' first")
+		}
+		var st wire.CertRequestStatus
+		if err := m.get(ctx, fmt.Sprintf("%s/%d", wire.PathCertRequests, id), &st); err != nil {
+			return false, err
+		}
+		switch st.State {
+		case "issued":
+			if _, err := m.ImportCertificate(st.Cert); err != nil {
+				return false, err
+			}
+		case "rejected":
+			return false, fmt.Errorf("the certification centre rejected the %s request "+
+				"%d: %s", p, id, st.Reason)
+		default:
+			done = false
+		}
+	}
+	return done, nil
+}
+
+// ImportCertificate checks a certificate (DER or PEM) against the server's
+// keys and installs it as the authentication or signing certificate,
+// whichever key it certifies. It refuses a certificate that matches
+// neither key or names another member or server, or has the wrong usage.
+func (m *Manager) ImportCertificate(b []byte) (keys.Purpose, error) {
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	cert, err := x509.ParseCertificate(b)
+	if err != nil {
+		return "", fmt.Errorf("not a certificate: %w", err)
+	}
+	m.mu.Lock()
+	id := m.st.Identity
+	m.mu.Unlock()
+	var purpose keys.Purpose
+	for _, p := range []keys.Purpose{keys.Authentication, keys.Signing} {
+		s, err := m.opts.Keys.Signer(p)
+		if err != nil {
+			return "", fmt.Errorf("read the %s key: %w", p, err)
+		}
+		if pub, ok := s.Public().(*ecdsa.PublicKey); ok && pub.Equal(cert.PublicKey) {
+			purpose = p
+		}
+	}
+	if purpose == "" {
+		return "", errors.New("the certificate certifies neither this server's " +
+			"authentication key nor its signing key; was it issued for another server?")
+	}
+	owner, code, err := ident.MemberFromCertSerial(cert.Subject.SerialNumber)
+	if err != nil {
+		return "", err
+	}
+	if owner != id.Owner || (purpose == keys.Authentication && code != id.Code) ||
+		(purpose == keys.Signing && code != "") {
+		return "", fmt.Errorf("the certificate names %q, but this server is %s/%s",
+			cert.Subject.SerialNumber, id.Owner, id.Code)
+	}
+	switch purpose {
+	case keys.Signing:
+		if cert.KeyUsage&x509.KeyUsageContentCommitment == 0 {
+			return "", errors.New("the signing certificate lacks nonRepudiation usage")
+		}
+	case keys.Authentication:
+		if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) ||
+			!slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+			return "", errors.New("the authentication certificate lacks serverAuth and " +
+				"clientAuth usage")
+		}
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	if err := writeFile(m.path(certFile(purpose)), out); err != nil {
+		return "", fmt.Errorf("install the %s certificate: %w", purpose, err)
+	}
+	return purpose, nil
+}
+
+func certFile(p keys.Purpose) string {
+	if p == keys.Authentication {
+		return "auth.pem"
+	}
+	return "signing.pem"
+}
+
+func (m *Manager) certificate(p keys.Purpose) (*x509.Certificate, error) {
+	b, err := os.ReadFile(m.path(certFile(p)))
+	if err != nil {
+		return nil, fmt.Errorf("no %s certificate is installed: %w", p, err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s is not PEM", m.path(certFile(p)))
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// SigningCertificate returns the installed signing certificate and key,
+// what sign.Signer needs.
+func (m *Manager) SigningCertificate() (*x509.Certificate, crypto.Signer, error) {
+	cert, err := m.certificate(keys.Signing)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := m.opts.Keys.Signer(keys.Signing)
+	return cert, s, err
+}
+
+// AuthCertificate returns the installed authentication certificate and
+// key as a TLS certificate, what the proxies use between servers.
+func (m *Manager) AuthCertificate() (tls.Certificate, error) {
+	cert, err := m.certificate(keys.Authentication)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	s, err := m.opts.Keys.Signer(keys.Authentication)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: s, Leaf: cert}, nil
+}
+
+// Register sends the registration request to the central server, signed
+// with the authentication key (4.1.2). The operator then approves it.
+func (m *Manager) Register(ctx context.Context) (wire.RegistrationStatus, error) {
+	tc, err := m.AuthCertificate()
+	if err != nil {
+		return wire.RegistrationStatus{}, fmt.Errorf("import the authentication "+
+			"certificate before registering: %w", err)
+	}
+	if _, _, err := m.SigningCertificate(); err != nil {
+		return wire.RegistrationStatus{}, fmt.Errorf("import the signing certificate "+
+			"before registering: %w", err)
+	}
+	m.mu.Lock()
+	reg := wire.ServerRegistration{Owner: m.st.Owner, Code: m.st.Code,
+		Address: m.st.Address, Clients: m.st.Clients, AuthCert: tc.Leaf.Raw,
+		Time: m.opts.Now().UTC()}
+	m.mu.Unlock()
+	if len(reg.Clients) == 0 {
+		reg.Clients = []ident.Client{reg.Owner}
+	}
+	signed, err := wire.Sign(reg, tc.PrivateKey.(crypto.Signer), tc.Leaf.Raw)
+	if err != nil {
+		return wire.RegistrationStatus{}, err
+	}
+	var st wire.RegistrationStatus
+	if err := m.post(ctx, wire.PathRegistrations, signed, &st); err != nil {
+		return st, fmt.Errorf("register at the central server: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st.Registration, m.st.RegistrationState = st.ID, st.State
+	return st, m.saveLocked()
+}
+
+// RegistrationStatus asks the central server how the registration stands.
+func (m *Manager) RegistrationStatus(ctx context.Context) (wire.RegistrationStatus, error) {
+	m.mu.Lock()
+	id := m.st.Registration
+	m.mu.Unlock()
+	if id == 0 {
+		return wire.RegistrationStatus{}, errors.New("the server has not registered yet " +
+			"(qapi register server)")
+	}
+	var st wire.RegistrationStatus
+	if err := m.get(ctx, fmt.Sprintf("%s/%d", wire.PathRegistrations, id), &st); err != nil {
+		return st, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st.RegistrationState = st.State
+	return st, m.saveLocked()
+}
+
+// Status reports what registration has reached and what to do next.
+func (m *Manager) Status() Status {
+	m.mu.Lock()
+	st := Status{State: m.st}
+	m.mu.Unlock()
+	_, err := os.Stat(m.AnchorPath())
+	st.AnchorInstalled = err == nil
+	info := func(p keys.Purpose) *CertInfo {
+		c, err := m.certificate(p)
+		if err != nil {
+			return nil
+		}
+		return &CertInfo{Subject: c.Subject.SerialNumber, Serial: fmt.Sprintf("%x",
+			c.SerialNumber), NotAfter: c.NotAfter}
+	}
+	st.AuthCert, st.SigningCert = info(keys.Authentication), info(keys.Signing)
+	switch {
+	case st.Owner.IsZero():
+		st.Next = "set owner, server code and address: qapi register init"
+	case !st.AnchorInstalled:
+		st.Next = "install the operator's configuration anchor: qapi register anchor FILE"
+	case st.AuthRequest == 0:
+		st.Next = "generate keys and hand the certificate requests over: qapi register submit"
+	case st.AuthCert == nil || st.SigningCert == nil:
+		st.Next = "wait for the operator to approve the requests, then: " +
+			"qapi register fetch"
+	case st.Registration == 0:
+		st.Next = "register at the central server: qapi register server"
+	case st.RegistrationState != "approved":
+		st.Next = "wait for the operator to approve the registration, then: " +
+			"qapi register status"
+	default:
+		st.Next = "registered; the server appears in the next global configuration"
+	}
+	return st
+}
+
+func (m *Manager) portalURL() (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.PortalURL == "" {
+		return "", errors.New("install the configuration anchor first; it names the portal")
+	}
+	return m.st.PortalURL, nil
+}
+
+func (m *Manager) post(ctx context.Context, path string, in, out any) error {
+	b, _ := json.Marshal(in)
+	return m.do(ctx, http.MethodPost, path, bytes.NewReader(b), out)
+}
+
+func (m *Manager) get(ctx context.Context, path string, out any) error {
+	return m.do(ctx, http.MethodGet, path, nil, out)
+}
+
+func (m *Manager) do(ctx context.Context, method, path string, body io.Reader,
+	out any) error {
+	base, err := m.portalURL()
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := m.opts.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the portal at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("portal answered %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return json.Unmarshal(b, out)
+}
