@@ -75,6 +75,18 @@ func ParseBlob(data []byte) (*Blob, error) {
 // path), readable by the owner only, and syncs it: a crash leaves the old
 // blob or the new one, never half of one.
 func WriteBlobFile(path string, b *Blob) error {
+	return writeBlobFile(path, b, os.Rename)
+}
+
+// CreateBlobFile writes b to path like WriteBlobFile, but fails with an
+// error matching fs.ErrExist instead of replacing a blob already there: of
+// two processes creating the same key, the second learns it lost and reads
+// the first one's blob.
+func CreateBlobFile(path string, b *Blob) error {
+	return writeBlobFile(path, b, os.Link)
+}
+
+func writeBlobFile(path string, b *Blob, place func(tmp, path string) error) error {
 	data, err := MarshalBlob(b)
 	if err != nil {
 		return fmt.Errorf("encode the sealed blob: %w", err)
@@ -95,9 +107,11 @@ func WriteBlobFile(path string, b *Blob) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write the sealed blob %s: %w", f.Name(), err)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := place(f.Name(), path); err != nil {
 		return fmt.Errorf("write the sealed blob: %w", err)
 	}
+	// The directory entry must reach the disk too; where the directory
+	// cannot be synced there is nothing more to do.
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		d.Sync()
 		d.Close()

@@ -143,20 +143,9 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 	}
 
 	path := s.path(p)
-	b, err := ReadBlobFile(path)
-	switch {
-	case err == nil:
-		secret, err := s.t.Unseal(b, s.opts.Approval)
-		if err != nil {
-			return nil, fmt.Errorf("unseal the %s key from %s: %w", p, path, err)
-		}
-		k, err := parse(secret)
-		if err != nil {
-			return nil, fmt.Errorf("unseal the %s key from %s: %w", p, path, err)
-		}
-		s.keys[p] = k
-		return k, nil
-	case !errors.Is(err, fs.ErrNotExist):
+	if _, err := os.Lstat(path); err == nil {
+		return s.unsealFile(p, path, parse)
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read the %s key: %w", p, err)
 	}
 
@@ -168,7 +157,7 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 	if err != nil {
 		return nil, fmt.Errorf("generate the %s key: %w", p, err)
 	}
-	b, err = s.t.Seal(secret, SealOptions{PCRs: s.opts.PCRs, Authority: s.opts.Authority})
+	b, err := s.t.Seal(secret, SealOptions{PCRs: s.opts.PCRs, Authority: s.opts.Authority})
 	if err != nil {
 		return nil, fmt.Errorf("seal the new %s key: %w", p, err)
 	}
@@ -181,8 +170,32 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 	if !bytes.Equal(back, secret) {
 		return nil, fmt.Errorf("seal the new %s key: it unseals to other bytes", p)
 	}
-	if err := WriteBlobFile(path, b); err != nil {
+	err = CreateBlobFile(path, b)
+	if errors.Is(err, fs.ErrExist) {
+		// Another process sealed its key first; that one is the key.
+		return s.unsealFile(p, path, parse)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("store the new %s key: %w", p, err)
+	}
+	s.keys[p] = k
+	return k, nil
+}
+
+// unsealFile unseals and caches the key of p from the blob at path.
+func (s *Store) unsealFile(p keys.Purpose, path string,
+	parse func([]byte) (any, error)) (any, error) {
+	b, err := ReadBlobFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the %s key: %w", p, err)
+	}
+	secret, err := s.t.Unseal(b, s.opts.Approval)
+	if err != nil {
+		return nil, fmt.Errorf("unseal the %s key from %s: %w", p, path, err)
+	}
+	k, err := parse(secret)
+	if err != nil {
+		return nil, fmt.Errorf("unseal the %s key from %s: %w", p, path, err)
 	}
 	s.keys[p] = k
 	return k, nil
