@@ -38,7 +38,7 @@ func labConfig(l *lab) Config {
 	}
 }
 
-func mustApply(t *testing.T, cfg Config, opts Options) []string {
+func mustApply(t testing.TB, cfg Config, opts Options) []string {
 	t.Helper()
 	changes, err := Apply(context.Background(), cfg, opts)
 	if err != nil {
@@ -301,6 +301,37 @@ func TestVLAN(t *testing.T) {
 		}
 		if again := mustApply(t, cfg, Options{}); len(again) != 0 {
 			t.Errorf("second Apply changed %v", again)
+		}
+	})
+}
+
+// BenchmarkApplyUnchanged measures an Apply that finds nothing to change:
+// what a periodic re-apply costs.
+func BenchmarkApplyUnchanged(b *testing.B) {
+	l := newLab(b)
+	cfg := labConfig(l)
+	in(b, l.app, func() {
+		mustApply(b, cfg, Options{})
+		for b.Loop() {
+			if got := mustApply(b, cfg, Options{}); len(got) != 0 {
+				b.Fatalf("changed %v", got)
+			}
+		}
+	})
+}
+
+// BenchmarkFirewallReplace measures replacing the firewall table in one
+// batch, alternating two configurations so that each call replaces it.
+func BenchmarkFirewallReplace(b *testing.B) {
+	l := newLab(b)
+	cfg := labConfig(l)
+	in(b, l.app, func() {
+		for i := 0; b.Loop(); i++ {
+			cfg.Firewall.ConsolePort = 4000 + uint16(i%2)
+			changed, err := ApplyFirewall(cfg, "int0", "ext0")
+			if err != nil || !changed {
+				b.Fatalf("ApplyFirewall = %v, %v", changed, err)
+			}
 		}
 	})
 }

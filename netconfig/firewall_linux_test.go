@@ -133,6 +133,10 @@ func TestFirewallAllowsOnlyTheRolesPorts(t *testing.T) {
 		{"198.51.100.1:4000", true},  // console, internal
 		{"198.51.100.1:5500", false}, // TLS port is the external side's only
 		{"198.51.100.1:9999", false}, // nothing configured
+		// Over IPv6 the client proxy is reached only if the firewall lets
+		// neighbour discovery through.
+		{"[2001:db8:1::1]:8080", true},
+		{"[2001:db8:1::1]:9999", false},
 	})
 
 	var after map[string]DropCounter

@@ -3,12 +3,14 @@ package netconfig
 import (
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"testing"
 
 	"github.com/qapi-az/qapi/internal/testenv"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // lab is two network namespaces the test made: the appliance's, with links
@@ -21,13 +23,14 @@ type lab struct {
 
 // Addresses of the lab. The appliance side's are in the configuration.
 const (
-	peerExt = "192.0.2.2"    // pext0, the portal network side
-	peerInt = "198.51.100.2" // pint0, the agency network side
+	peerExt  = "192.0.2.2"    // pext0, the portal network side
+	peerInt  = "198.51.100.2" // pint0, the agency network side
+	peerInt6 = "2001:db8:1::2"
 )
 
 // newLab makes the namespaces; they vanish when the test ends, as nothing
 // but the handles the cleanup closes keeps them alive.
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	testenv.NeedRoot(t)
 
@@ -56,19 +59,33 @@ func newLab(t *testing.T) *lab {
 			t.Fatalf("create veth %s: %v", v.Name, err)
 		}
 	}
-	for name, cidr := range map[string]string{"pext0": peerExt + "/24", "pint0": peerInt + "/24"} {
-		link, err := peer.LinkByName(name)
+	for _, a := range []struct{ link, cidr string }{
+		{"pext0", peerExt + "/24"},
+		{"pint0", peerInt + "/24"},
+		{"pint0", peerInt6 + "/64"},
+	} {
+		link, err := peer.LinkByName(a.link)
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr, _ := netlink.ParseAddr(cidr)
+		addr, _ := netlink.ParseAddr(a.cidr)
+		// Without duplicate address detection the address works at once.
+		addr.Flags = unix.IFA_F_NODAD
 		if err := peer.AddrAdd(link, addr); err != nil {
-			t.Fatalf("address %s on %s: %v", cidr, name, err)
+			t.Fatalf("address %s on %s: %v", a.cidr, a.link, err)
 		}
 		if err := peer.LinkSetUp(link); err != nil {
 			t.Fatal(err)
 		}
 	}
+	in(t, l.app, func() {
+		for _, link := range []string{"ext0", "int0"} {
+			path := "/proc/sys/net/ipv6/conf/" + link + "/accept_dad"
+			if err := os.WriteFile(path, []byte("0\n"), 0o644); err != nil {
+				t.Fatalf("turn duplicate address detection off: %v", err)
+			}
+		}
+	})
 	for _, h := range []*netlink.Handle{app, peer} {
 		lo, err := h.LinkByName("lo")
 		if err != nil {
@@ -82,7 +99,7 @@ func newLab(t *testing.T) *lab {
 }
 
 // newNS makes an unnamed network namespace, closed when t ends.
-func newNS(t *testing.T) netns.NsHandle {
+func newNS(t testing.TB) netns.NsHandle {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -105,7 +122,7 @@ func newNS(t *testing.T) netns.NsHandle {
 
 // in runs fn on an OS thread inside ns. Everything fn opens (netlink,
 // nftables and TCP sockets) belongs to ns for its whole life.
-func in(t *testing.T, ns netns.NsHandle, fn func()) {
+func in(t testing.TB, ns netns.NsHandle, fn func()) {
 	t.Helper()
 	if err := enter(ns, fn); err != nil {
 		t.Fatal(err)
