@@ -207,8 +207,7 @@ func (p *ClientProxy) send(ctx context.Context, req *soap.Message,
 	if err := p.cfg.Log.Append(ctx, messagelog.Record{Kind: messagelog.KindRequest,
 		MessageID: h.ID, Client: rec.Client, Service: rec.Service, Time: now,
 		Signed: body, ContentType: ct}); err != nil {
-		return nil, fault(soap.CodeLogFailure, "the message log could not store the "+
-			"request, so it was not sent: %v", err)
+		return nil, logFault(err, "request")
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
@@ -226,8 +225,7 @@ func (p *ClientProxy) send(ctx context.Context, req *soap.Message,
 	if err := p.cfg.Log.Append(ctx, messagelog.Record{Kind: messagelog.KindResponse,
 		MessageID: h.ID, Client: rec.Client, Service: rec.Service, Time: p.cfg.Now(),
 		Signed: respBody, ContentType: respCT}); err != nil {
-		return nil, fault(soap.CodeLogFailure, "the message log could not store the "+
-			"response, so it is withheld: %v", err)
+		return nil, logFault(err, "response")
 	}
 	return resp, nil
 }
@@ -327,11 +325,8 @@ func (p *ClientProxy) checkResponse(conf *globalconf.Conf, req *soap.Message, bo
 			"valid: %s: %s", f.Code, f.String)
 	}
 	// The requestHash binds the response to this very request.
-	want := soap.HashRequest(req.Raw)
-	got := resp.Header.RequestHash
-	if got == nil || got.Algorithm != want.Algorithm || !bytes.Equal(got.Value, want.Value) {
-		return nil, fault(soap.CodeRequestHash, "the provider's response does not carry "+
-			"the hash of this request; it may answer another request")
+	if err := soap.CheckRequestHash(resp, req.Raw); err != nil {
+		return nil, asFault(err, soap.CodeRequestHash)
 	}
 	rh, qh := &resp.Header, &req.Header
 	if rh.ID != qh.ID || rh.Client != qh.Client || rh.Service != qh.Service {
@@ -346,11 +341,21 @@ func (p *ClientProxy) checkResponse(conf *globalconf.Conf, req *soap.Message, bo
 // certificate pinned for that server in the current global configuration
 // (2.2.4), and keeping connections alive for reuse.
 func (p *ClientProxy) peer(ss globalconf.SecurityServer) *http.Client {
-	key := ss.Owner.String() + "/" + ss.Code + "@" + ss.Address
+	// A connection is trusted for the pins it was verified against: when
+	// the global configuration changes a server's pins, its connections
+	// are dropped, not reused.
+	name := ss.Owner.String() + "/" + ss.Code + "@" + ss.Address
+	key := name + "#" + strings.Join(ss.AuthCertHashes, ",")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c := p.peers[key]; c != nil {
 		return c
+	}
+	for k, c := range p.peers {
+		if strings.HasPrefix(k, name+"#") {
+			c.CloseIdleConnections()
+			delete(p.peers, k)
+		}
 	}
 	owner, code := ss.Owner, ss.Code
 	host, _, _ := net.SplitHostPort(ss.Address)
@@ -496,7 +501,7 @@ func (p *ClientProxy) serveWSDL(w http.ResponseWriter, r *http.Request) {
 		writeText(&body, "xrd:serviceVersion", svc.Version)
 	}
 	body.WriteString("</xrd:getWsdl>")
-	raw := envelope(&h, body.String())
+	raw := soap.NewRequest(h, body.Bytes())
 
 	rec := events.Record{Role: events.RoleClient, Received: p.cfg.Now(),
 		MessageID: h.ID, Client: client.String(), Service: h.Service.String(),

@@ -9,30 +9,6 @@ import (
 	"github.com/qapi-az/qapi/appliance/soap"
 )
 
-const envelopeStart = `<?xml version="1.0" encoding="UTF-8"?>` +
-	`<SOAP-ENV:Envelope xmlns:SOAP-ENV="` + soap.NSEnvelope + `" xmlns:xrd="` +
-	soap.NSXRoad + `" xmlns:id="` + soap.NSIdentifiers + `">`
-
-// envelope returns a SOAP message with the X-Road header h and body, an
-// XML fragment using the prefixes xrd and id.
-func envelope(h *soap.Header, body string) []byte {
-	var b bytes.Buffer
-	b.WriteString(envelopeStart)
-	b.WriteString("<SOAP-ENV:Header>")
-	writeClient(&b, "xrd:client", h.Client)
-	writeService(&b, "xrd:service", h.Service)
-	for _, f := range []struct{ name, v string }{{"id", h.ID}, {"userId", h.UserID},
-		{"issue", h.Issue}, {"protocolVersion", h.ProtocolVersion}} {
-		if f.v != "" {
-			writeText(&b, "xrd:"+f.name, f.v)
-		}
-	}
-	b.WriteString("</SOAP-ENV:Header><SOAP-ENV:Body>")
-	b.WriteString(body)
-	b.WriteString("</SOAP-ENV:Body></SOAP-ENV:Envelope>")
-	return b.Bytes()
-}
-
 func writeText(b *bytes.Buffer, name, v string) {
 	fmt.Fprintf(b, "<%s>", name)
 	xml.EscapeText(b, []byte(v))

@@ -206,6 +206,18 @@ func asFault(err error, code string) *soap.Fault {
 	return fault(code, "%v", err)
 }
 
+// logFault is the fault for a message the log could not store: the
+// message is then neither sent nor released (2.2.2).
+func logFault(err error, what string) *soap.Fault {
+	if errors.Is(err, messagelog.ErrTimestampFailure) {
+		return fault(soap.CodeTimestampFailure, "the message log cannot time-stamp its "+
+			"records, so the %s was not passed on: %v; check that the server reaches the "+
+			"time-stamping authority", what, err)
+	}
+	return fault(soap.CodeLogFailure, "the message log could not store the %s, so it was "+
+		"not passed on: %v", what, err)
+}
+
 // writeFault answers f as HTTP 500 with a SOAP 1.1 fault envelope.
 func writeFault(w http.ResponseWriter, f *soap.Fault, hdr *soap.Header) {
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")

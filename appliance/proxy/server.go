@@ -208,8 +208,7 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 		Kind: messagelog.KindRequest, MessageID: h.ID, Client: rec.Client,
 		Service: rec.Service, Time: p.cfg.Now(), Signed: body, ContentType: ct,
 	}); err != nil {
-		return nil, "", h, fault(soap.CodeLogFailure, "the message log could not store the "+
-			"request: %v", err)
+		return nil, "", h, logFault(err, "request")
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
@@ -242,8 +241,7 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 	if err := p.cfg.Log.Append(ctx, messagelog.Record{Kind: messagelog.KindResponse,
 		MessageID: h.ID, Client: rec.Client, Service: rec.Service, Time: now,
 		Signed: out, ContentType: outCT}); err != nil {
-		return nil, "", h, fault(soap.CodeLogFailure, "the message log could not store the "+
-			"response, so it is withheld: %v", err)
+		return nil, "", h, logFault(err, "response")
 	}
 	return out, outCT, h, nil
 }
@@ -260,7 +258,11 @@ func (p *ServerProxy) peekRequest(body []byte, ct string) (*soap.Message, *soap.
 		return nil, fault(soap.CodeMalformed, "the multipart/signed request has no "+
 			"message part: %v", err)
 	}
-	raw, over, err := readBounded(part, p.cfg.Limits.MaxBytes)
+	var src io.Reader = part
+	if strings.EqualFold(part.Header.Get("Content-Transfer-Encoding"), "base64") {
+		src = base64.NewDecoder(base64.StdEncoding, part) // skips the CRLFs
+	}
+	raw, over, err := readBounded(src, p.cfg.Limits.MaxBytes)
 	if err != nil {
 		return nil, fault(soap.CodeMalformed, "reading the message part: %v", err)
 	}
@@ -366,7 +368,7 @@ func (p *ServerProxy) meta(ctx context.Context, conf *globalconf.Conf,
 			writeService(&b, "xrd:service", ident.Service{Client: provider, ServiceCode: c})
 		}
 		fmt.Fprintf(&b, "</xrd:%sResponse>", code)
-		return envelope(h, b.String()), nil
+		return soap.NewResponse(*h, b.Bytes()), nil
 	}
 
 	want := strings.TrimSpace(bodyText(req.Raw, "serviceCode"))
@@ -402,5 +404,5 @@ func (p *ServerProxy) meta(ctx context.Context, conf *globalconf.Conf,
 	b.WriteString("<xrd:wsdl>")
 	b.WriteString(base64.StdEncoding.EncodeToString(wsdl))
 	b.WriteString("</xrd:wsdl></xrd:getWsdlResponse>")
-	return envelope(h, b.String()), nil
+	return soap.NewResponse(*h, b.Bytes()), nil
 }

@@ -63,6 +63,9 @@ func (s *Service) Persons() []Person { return s.persons }
 // use it to prove that a refused request never got here.
 func (s *Service) Hits() int64 { return s.hits.Load() }
 
+// ResetHits sets the count of Hits back to zero.
+func (s *Service) ResetHits() { s.hits.Store(0) }
+
 // ServeHTTP answers SOAP requests (POST) and WSDL requests (GET ?wsdl or
 // GET /wsdl).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -105,10 +108,12 @@ type header struct {
 }
 
 type getPersonRequest struct {
-	FIN string `xml:"http://qapi.az/xsd/population-register fin"`
+	XMLName xml.Name
+	FIN     string `xml:"http://qapi.az/xsd/population-register fin"`
 }
 
 type searchPersonsRequest struct {
+	XMLName    xml.Name
 	Surname    string `xml:"http://qapi.az/xsd/population-register surname"`
 	GivenName  string `xml:"http://qapi.az/xsd/population-register givenName"`
 	BirthYear  string `xml:"http://qapi.az/xsd/population-register birthYear"`
@@ -119,12 +124,16 @@ type searchPersonsRequest struct {
 }
 
 type requestEnvelope struct {
-	XMLName xml.Name `xml:"http://schemas.xmlsoap.org/soap/envelope/ Envelope"`
-	Header  header   `xml:"http://schemas.xmlsoap.org/soap/envelope/ Header"`
-	Body    struct {
-		GetPerson     *getPersonRequest     `xml:"http://qapi.az/xsd/population-register getPerson"`
-		SearchPersons *searchPersonsRequest `xml:"http://qapi.az/xsd/population-register searchPersons"`
-	} `xml:"http://schemas.xmlsoap.org/soap/envelope/ Body"`
+	XMLName xml.Name    `xml:"http://schemas.xmlsoap.org/soap/envelope/ Envelope"`
+	Header  header      `xml:"http://schemas.xmlsoap.org/soap/envelope/ Header"`
+	Body    requestBody `xml:"http://schemas.xmlsoap.org/soap/envelope/ Body"`
+}
+
+// requestBody holds one of the operations; serveSOAP checks that its
+// namespace is the register's.
+type requestBody struct {
+	GetPerson     *getPersonRequest     `xml:"getPerson"`
+	SearchPersons *searchPersonsRequest `xml:"searchPersons"`
 }
 
 func (s *Service) serveSOAP(w http.ResponseWriter, r *http.Request) {
@@ -139,6 +148,12 @@ func (s *Service) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := &env.Header
+	if g, q := env.Body.GetPerson, env.Body.SearchPersons; g != nil &&
+		g.XMLName.Space != Namespace || q != nil && q.XMLName.Space != Namespace {
+		writeFault(w, h, "Client.UnknownOperation", "the operation is not in the "+
+			"namespace "+Namespace)
+		return
+	}
 	switch {
 	case env.Body.GetPerson != nil:
 		p := s.byFIN[strings.ToUpper(strings.TrimSpace(env.Body.GetPerson.FIN))]

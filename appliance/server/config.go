@@ -1,0 +1,308 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/acl"
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/replay"
+)
+
+// Config is the security server's configuration file (JSON). Relative
+// paths are relative to the file's folder. docs/configuration.md documents
+// every field with its default and an example.
+type Config struct {
+	Identity Identity `json:"identity"`
+	Listen   Listen   `json:"listen"`
+	TLS      TLSFiles `json:"tls"`
+
+	// KeyDir is the folder of the development key store (keys.FileStore).
+	KeyDir string `json:"keyDir"`
+	// Anchor and GlobalConf are the configuration anchor and the signed
+	// global configuration files (4.1.2.3-4.1.2.5).
+	Anchor     string `json:"anchor"`
+	GlobalConf string `json:"globalConf"`
+	// MessageLog is the message log's bbolt file; ConfigDB the bbolt file
+	// of access rights and seen message ids.
+	MessageLog string `json:"messageLog"`
+	ConfigDB   string `json:"configDB"`
+
+	// Services are the provider's information systems.
+	Services []ServiceConfig `json:"services,omitempty"`
+	// AccessRights are granted at start (clause 3.8.3); rights granted
+	// otherwise stay until revoked.
+	AccessRights []AccessRight `json:"accessRights,omitempty"`
+	// ISCerts pin information systems' TLS client certificates to clients.
+	ISCerts []ISCert `json:"isCerts,omitempty"`
+
+	Limits Limits `json:"limits"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel,omitempty"`
+
+	dir string // folder of the file, for relative paths
+}
+
+// Identity says who the server is and whom it serves.
+type Identity struct {
+	// Member owns the server and its signing key: INSTANCE/CLASS/CODE.
+	Member string `json:"member"`
+	// ServerCode names the server among its member's servers.
+	ServerCode string `json:"serverCode"`
+	// Clients are the member and subsystems served; the member alone when
+	// empty.
+	Clients []string `json:"clients,omitempty"`
+}
+
+// Listen holds the listen addresses; an empty address is not served.
+type Listen struct {
+	// ClientHTTP and ClientHTTPS are the client proxy for the member's
+	// information systems (internal network).
+	ClientHTTP  string `json:"clientHTTP,omitempty"`
+	ClientHTTPS string `json:"clientHTTPS,omitempty"`
+	// Server is the server proxy that other security servers reach
+	// (external network).
+	Server string `json:"server,omitempty"`
+}
+
+// TLSFiles are certificate files (PEM). The private keys of the signing
+// and authentication certificates are in the key store, not here.
+type TLSFiles struct {
+	// AuthCert is the authentication certificate (4.1.2.7), followed by
+	// any intermediates.
+	AuthCert string `json:"authCert"`
+	// SigningCert is the member's signing certificate (4.1.2.9), followed
+	// by any intermediates.
+	SigningCert string `json:"signingCert"`
+	// ClientHTTPSCert and ClientHTTPSKey are the certificate and key the
+	// client proxy's HTTPS listener shows information systems.
+	ClientHTTPSCert string `json:"clientHTTPSCert,omitempty"`
+	ClientHTTPSKey  string `json:"clientHTTPSKey,omitempty"`
+}
+
+// ServiceConfig says where an information system answers.
+type ServiceConfig struct {
+	// Provider is the member or subsystem providing the service.
+	Provider string `json:"provider"`
+	// Code is the service code; empty for every service of Provider
+	// without an entry of its own.
+	Code string `json:"code,omitempty"`
+	// URL is the information system's http or https endpoint.
+	URL string `json:"url"`
+	// WSDL is the URL of the service description, for getWsdl.
+	WSDL string `json:"wsdl,omitempty"`
+	// TLSCA, TLSCert and TLSKey configure HTTPS to the information system:
+	// the CA that issued its certificate (system roots when empty) and a
+	// client certificate to present.
+	TLSCA   string `json:"tlsCA,omitempty"`
+	TLSCert string `json:"tlsCert,omitempty"`
+	TLSKey  string `json:"tlsKey,omitempty"`
+}
+
+// AccessRight grants a subject (acl.ParseSubject form) the right to call a
+// service (ident.ParseService form).
+type AccessRight struct {
+	Service string `json:"service"`
+	Subject string `json:"subject"`
+}
+
+// ISCert pins an information system's TLS client certificate (hex
+// SHA-256 of its DER) to the client it may send as.
+type ISCert struct {
+	Client     string `json:"client"`
+	CertSHA256 string `json:"certSHA256"`
+}
+
+// Limits bound requests and waits.
+type Limits struct {
+	// MaxRequestBytes is the largest request (clause 5.2: 10240).
+	MaxRequestBytes int `json:"maxRequestBytes,omitempty"`
+	// MaxResponseBytes is the largest response (1 MiB).
+	MaxResponseBytes int `json:"maxResponseBytes,omitempty"`
+	// Timeout bounds the wait for the next hop ("30s").
+	Timeout Duration `json:"timeout,omitempty"`
+	// ReplayWindow is how far a signing time may be from the clock ("5m",
+	// clause 6.2.4).
+	ReplayWindow Duration `json:"replayWindow,omitempty"`
+}
+
+// Duration reads and writes JSON as a Go duration string such as "30s".
+type Duration time.Duration
+
+// MarshalJSON writes d as "30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads "30s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration must be a string like \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults of the limits.
+const (
+	DefaultMaxRequestBytes  = 10 << 10 // clause 5.2
+	DefaultMaxResponseBytes = 1 << 20
+	DefaultTimeout          = 30 * time.Second
+)
+
+// LoadConfig reads, completes and checks the configuration file path.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("configuration %s: %w (docs/configuration.md lists the "+
+			"fields)", path, err)
+	}
+	c.dir = filepath.Dir(path)
+	if err := c.Check(); err != nil {
+		return nil, fmt.Errorf("configuration %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Check fills in defaults and reports the first field that is wrong.
+func (c *Config) Check() error {
+	if c.Limits.MaxRequestBytes == 0 {
+		c.Limits.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.Limits.MaxResponseBytes == 0 {
+		c.Limits.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.Limits.Timeout == 0 {
+		c.Limits.Timeout = Duration(DefaultTimeout)
+	}
+	if c.Limits.ReplayWindow == 0 {
+		c.Limits.ReplayWindow = Duration(replay.DefaultWindow)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	member, err := ident.ParseClient(c.Identity.Member)
+	if err != nil {
+		return fmt.Errorf("identity.member: %w", err)
+	}
+	if member.SubsystemCode != "" {
+		return fmt.Errorf("identity.member %s names a subsystem; put it in "+
+			"identity.clients", member)
+	}
+	if c.Identity.ServerCode == "" {
+		return errors.New("identity.serverCode is empty")
+	}
+	clients, err := c.ClientIDs()
+	if err != nil {
+		return err
+	}
+	for _, cl := range clients {
+		if cl.Member() != member {
+			return fmt.Errorf("identity.clients: %s is not of member %s; a server signs "+
+				"with one member's key", cl, member)
+		}
+	}
+	for name, v := range map[string]string{"tls.authCert": c.TLS.AuthCert,
+		"tls.signingCert": c.TLS.SigningCert, "keyDir": c.KeyDir,
+		"messageLog": c.MessageLog, "configDB": c.ConfigDB} {
+		if v == "" {
+			return fmt.Errorf("%s is empty", name)
+		}
+	}
+	if c.Listen.ClientHTTP == "" && c.Listen.ClientHTTPS == "" && c.Listen.Server == "" {
+		return errors.New("listen: no address is set")
+	}
+	if c.Listen.ClientHTTPS != "" && (c.TLS.ClientHTTPSCert == "" || c.TLS.ClientHTTPSKey == "") {
+		return errors.New("listen.clientHTTPS needs tls.clientHTTPSCert and tls.clientHTTPSKey")
+	}
+	if c.Limits.MaxRequestBytes < 0 || c.Limits.MaxResponseBytes < 0 ||
+		c.Limits.Timeout < 0 || c.Limits.ReplayWindow < 0 {
+		return errors.New("limits must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("logLevel %q is not debug, info, warn or error", c.LogLevel)
+	}
+	for i, s := range c.Services {
+		p, err := ident.ParseClient(s.Provider)
+		if err != nil {
+			return fmt.Errorf("services[%d].provider: %w", i, err)
+		}
+		found := false
+		for _, cl := range clients {
+			found = found || cl == p
+		}
+		if !found {
+			return fmt.Errorf("services[%d].provider %s is not in identity.clients", i, p)
+		}
+		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
+			return fmt.Errorf("services[%d].url %q is not an http or https URL", i, s.URL)
+		}
+	}
+	for i, r := range c.AccessRights {
+		if _, err := ident.ParseService(r.Service); err != nil {
+			return fmt.Errorf("accessRights[%d].service: %w", i, err)
+		}
+		if _, err := acl.ParseSubject(r.Subject); err != nil {
+			return fmt.Errorf("accessRights[%d].subject: %w", i, err)
+		}
+	}
+	for i, p := range c.ISCerts {
+		if _, err := ident.ParseClient(p.Client); err != nil {
+			return fmt.Errorf("isCerts[%d].client: %w", i, err)
+		}
+		if len(p.CertSHA256) != 64 {
+			return fmt.Errorf("isCerts[%d].certSHA256 is not 64 hex digits", i)
+		}
+	}
+	return nil
+}
+
+// MemberID returns the parsed identity.member.
+func (c *Config) MemberID() ident.Client {
+	m, _ := ident.ParseClient(c.Identity.Member)
+	return m
+}
+
+// ClientIDs returns the parsed identity.clients (the member alone when
+// empty).
+func (c *Config) ClientIDs() ([]ident.Client, error) {
+	if len(c.Identity.Clients) == 0 {
+		m, err := ident.ParseClient(c.Identity.Member)
+		return []ident.Client{m}, err
+	}
+	var out []ident.Client
+	for i, s := range c.Identity.Clients {
+		cl, err := ident.ParseClient(s)
+		if err != nil {
+			return nil, fmt.Errorf("identity.clients[%d]: %w", i, err)
+		}
+		out = append(out, cl)
+	}
+	return out, nil
+}
+
+// path resolves p against the configuration file's folder.
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}

@@ -1,0 +1,406 @@
+// Package server wires the security server together from its
+// configuration file: the key store, the global configuration, the message
+// log, access rights and the replay store in the configuration database,
+// and the client-side and server-side proxies on their listeners.
+//
+// A program calls LoadConfig, New and Start, and Shutdown on SIGTERM. The
+// package does not log; a program wraps Options.Events to log one line per
+// exchange.
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/acl"
+	"github.com/qapi-az/qapi/appliance/events"
+	"github.com/qapi-az/qapi/appliance/globalconf"
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/appliance/messagelog"
+	"github.com/qapi-az/qapi/appliance/proxy"
+	"github.com/qapi-az/qapi/appliance/replay"
+	"github.com/qapi-az/qapi/appliance/sign"
+	"github.com/qapi-az/qapi/appliance/soap"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Options are what New takes besides the configuration file: the hooks
+// that other parts of the appliance fill in.
+type Options struct {
+	// Keys is the key store. Required.
+	Keys keys.Store
+	// Source gives the global configuration; when nil, the files
+	// Config.Anchor and Config.GlobalConf are loaded once.
+	Source globalconf.Source
+	// Events receives one record per exchange and side; events.Discard
+	// when nil. It must not block.
+	Events events.Sink
+	// OCSP, when set, returns the OCSP response to staple to signatures.
+	OCSP func() ([]byte, error)
+	// CheckOCSP, when set, judges the peers' stapled OCSP responses.
+	CheckOCSP func(cert, issuer *x509.Certificate, ocsp []byte) error
+	// Stamper, when set, time-stamps the message log.
+	Stamper messagelog.Stamper
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server is a configured security server.
+type Server struct {
+	cfg    *Config
+	db     *bolt.DB
+	log    *messagelog.Log
+	acl    *acl.Store
+	replay *replay.Store
+	client *proxy.ClientProxy
+	server *proxy.ServerProxy
+
+	clientTLS *tls.Config
+
+	mu        sync.Mutex
+	listeners map[string]net.Listener // by role
+	servers   []*http.Server
+	wg        sync.WaitGroup
+	errc      chan error
+}
+
+// Roles of the listeners, for Addr.
+const (
+	RoleClientHTTP  = "clientHTTP"
+	RoleClientHTTPS = "clientHTTPS"
+	RoleServer      = "server"
+)
+
+// New opens the server's stores and builds its proxies. It listens on
+// nothing yet; call Start. On error, everything opened is closed.
+func New(cfg *Config, opts Options) (s *Server, err error) {
+	if opts.Keys == nil {
+		return nil, errors.New("server: no key store")
+	}
+	s = &Server{cfg: cfg, listeners: map[string]net.Listener{}, errc: make(chan error, 3)}
+	defer func() {
+		if err != nil {
+			s.closeStores()
+		}
+	}()
+
+	src := opts.Source
+	if src == nil {
+		if src, err = loadSource(cfg); err != nil {
+			return nil, err
+		}
+	}
+	member := cfg.MemberID()
+	signKey, err := opts.Keys.Signer(keys.Signing)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	signChain, err := readCerts(cfg.path(cfg.TLS.SigningCert))
+	if err != nil {
+		return nil, fmt.Errorf("tls.signingCert: %w", err)
+	}
+	if err := sameKey(signChain[0], signKey); err != nil {
+		return nil, fmt.Errorf("tls.signingCert %s: %w", cfg.TLS.SigningCert, err)
+	}
+	authKey, err := opts.Keys.Signer(keys.Authentication)
+	if err != nil {
+		return nil, fmt.Errorf("authentication key: %w", err)
+	}
+	authChain, err := readCerts(cfg.path(cfg.TLS.AuthCert))
+	if err != nil {
+		return nil, fmt.Errorf("tls.authCert: %w", err)
+	}
+	if err := sameKey(authChain[0], authKey); err != nil {
+		return nil, fmt.Errorf("tls.authCert %s: %w", cfg.TLS.AuthCert, err)
+	}
+	authCert := tls.Certificate{PrivateKey: authKey, Leaf: authChain[0]}
+	for _, c := range authChain {
+		authCert.Certificate = append(authCert.Certificate, c.Raw)
+	}
+	logKey, err := opts.Keys.Secret(keys.LogEncryption)
+	if err != nil {
+		return nil, fmt.Errorf("message log key: %w", err)
+	}
+
+	s.log, err = messagelog.Open(messagelog.Options{Path: cfg.path(cfg.MessageLog),
+		Key: logKey, Stamper: opts.Stamper, Now: opts.Now})
+	if err != nil {
+		return nil, fmt.Errorf("open message log %s: %w", cfg.MessageLog, err)
+	}
+	s.db, err = bolt.Open(cfg.path(cfg.ConfigDB), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open configuration database %s (is another server "+
+			"using it?): %w", cfg.ConfigDB, err)
+	}
+	if s.acl, err = acl.Open(s.db); err != nil {
+		return nil, err
+	}
+	for _, r := range cfg.AccessRights {
+		svc, _ := ident.ParseService(r.Service)
+		sub, _ := acl.ParseSubject(r.Subject)
+		if err := s.acl.Grant(svc, sub); err != nil {
+			return nil, fmt.Errorf("accessRights: %w", err)
+		}
+	}
+	if s.replay, err = replay.Open(s.db, time.Duration(cfg.Limits.ReplayWindow)); err != nil {
+		return nil, err
+	}
+
+	clients, _ := cfg.ClientIDs()
+	services, err := cfg.proxyServices()
+	if err != nil {
+		return nil, err
+	}
+	isCerts := map[string]ident.Client{}
+	for _, p := range cfg.ISCerts {
+		c, _ := ident.ParseClient(p.Client)
+		isCerts[p.CertSHA256] = c
+	}
+	pc := proxy.Config{
+		Clients: clients,
+		Source:  src,
+		Signers: map[ident.Client]*sign.Signer{member: {Key: signKey, Cert: signChain[0],
+			Chain: signChain[1:], OCSP: opts.OCSP}},
+		AuthCert: authCert,
+		Log:      s.log,
+		Events:   opts.Events,
+		ACL:      s.acl,
+		Replay:   s.replay,
+		Services: services,
+		Limits: soap.Limits{MaxBytes: cfg.Limits.MaxRequestBytes,
+			MaxDepth: soap.DefaultLimits().MaxDepth},
+		ResponseMaxBytes: cfg.Limits.MaxResponseBytes,
+		Timeout:          time.Duration(cfg.Limits.Timeout),
+		ISCerts:          isCerts,
+		CheckOCSP:        opts.CheckOCSP,
+		Now:              opts.Now,
+	}
+	if s.client, err = proxy.NewClientProxy(pc); err != nil {
+		return nil, err
+	}
+	if s.server, err = proxy.NewServerProxy(pc); err != nil {
+		return nil, err
+	}
+	if cfg.Listen.ClientHTTPS != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.path(cfg.TLS.ClientHTTPSCert),
+			cfg.path(cfg.TLS.ClientHTTPSKey))
+		if err != nil {
+			return nil, fmt.Errorf("tls.clientHTTPSCert/Key: %w", err)
+		}
+		// Information systems' certificates are requested, not required:
+		// ISCerts decides per client which must present one.
+		s.clientTLS = &tls.Config{MinVersion: tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert}
+	}
+	return s, nil
+}
+
+func loadSource(cfg *Config) (globalconf.Source, error) {
+	if cfg.Anchor == "" || cfg.GlobalConf == "" {
+		return nil, errors.New("anchor and globalConf must be set when no global " +
+			"configuration source is given")
+	}
+	a, err := globalconf.LoadAnchor(cfg.path(cfg.Anchor))
+	if err != nil {
+		return nil, err
+	}
+	conf, err := globalconf.Load(cfg.path(cfg.GlobalConf), a)
+	if err != nil {
+		return nil, err
+	}
+	// TODO: fetch new global configuration versions from the anchor's URLs.
+	return globalconf.NewStatic(conf), nil
+}
+
+func (c *Config) proxyServices() ([]proxy.Service, error) {
+	var out []proxy.Service
+	for i, sc := range c.Services {
+		p, _ := ident.ParseClient(sc.Provider)
+		s := proxy.Service{Provider: p, Code: sc.Code, URL: sc.URL, WSDL: sc.WSDL}
+		if sc.TLSCA != "" || sc.TLSCert != "" {
+			tc := &tls.Config{MinVersion: tls.VersionTLS12}
+			if sc.TLSCA != "" {
+				roots, err := readCerts(c.path(sc.TLSCA))
+				if err != nil {
+					return nil, fmt.Errorf("services[%d].tlsCA: %w", i, err)
+				}
+				tc.RootCAs = x509.NewCertPool()
+				for _, r := range roots {
+					tc.RootCAs.AddCert(r)
+				}
+			}
+			if sc.TLSCert != "" {
+				cert, err := tls.LoadX509KeyPair(c.path(sc.TLSCert), c.path(sc.TLSKey))
+				if err != nil {
+					return nil, fmt.Errorf("services[%d].tlsCert/tlsKey: %w", i, err)
+				}
+				tc.Certificates = []tls.Certificate{cert}
+			}
+			s.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc,
+				MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// readCerts reads the PEM certificates of a file, leaf first.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return out, nil
+}
+
+func sameKey(cert *x509.Certificate, key interface{ Public() crypto.PublicKey }) error {
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !pub.Equal(key.Public()) {
+		return errors.New("the certificate is not for the key in the key store; " +
+			"issue it for a request made from this server's key")
+	}
+	return nil
+}
+
+// ACL returns the access rights, to grant and revoke.
+func (s *Server) ACL() *acl.Store { return s.acl }
+
+// MessageLog returns the message log.
+func (s *Server) MessageLog() *messagelog.Log { return s.log }
+
+// ClientProxy returns the client-side proxy handler.
+func (s *Server) ClientProxy() http.Handler { return s.client }
+
+// ServerProxy returns the server-side proxy handler.
+func (s *Server) ServerProxy() http.Handler { return s.server }
+
+// Start listens on the configured addresses and serves in the background.
+// Errors of a listener after Start are reported by Wait.
+func (s *Server) Start() error {
+	type l struct {
+		role, addr string
+		h          http.Handler
+		tc         *tls.Config
+	}
+	all := []l{
+		{RoleClientHTTP, s.cfg.Listen.ClientHTTP, s.client, nil},
+		{RoleClientHTTPS, s.cfg.Listen.ClientHTTPS, s.client, s.clientTLS},
+		{RoleServer, s.cfg.Listen.Server, s.server, s.server.TLSConfig()},
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range all {
+		if x.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", x.addr)
+		if err != nil {
+			for _, o := range s.listeners {
+				o.Close()
+			}
+			return fmt.Errorf("listen %s on %s: %w", x.role, x.addr, err)
+		}
+		s.listeners[x.role] = ln
+		hs := &http.Server{Handler: x.h, TLSConfig: x.tc,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       time.Duration(s.cfg.Limits.Timeout),
+			WriteTimeout:      2*time.Duration(s.cfg.Limits.Timeout) + 10*time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    16 << 10,
+		}
+		s.servers = append(s.servers, hs)
+		if x.tc != nil {
+			ln = tls.NewListener(ln, x.tc)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.errc <- fmt.Errorf("%s listener: %w", x.role, err)
+			}
+		}()
+	}
+	return nil
+}
+
+// Addr returns the address a role listens on (after Start), or "".
+func (s *Server) Addr(role string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ln := s.listeners[role]; ln != nil {
+		return ln.Addr().String()
+	}
+	return ""
+}
+
+// Err returns a channel that yields a listener's failure.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Shutdown stops accepting, waits for exchanges under way (until ctx ends),
+// and closes the stores.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, hs := range servers {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.wg.Wait()
+	errs = append(errs, s.closeStores())
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeStores() error {
+	var errs []error
+	if s.client != nil {
+		s.client.Close()
+	}
+	if s.server != nil {
+		s.server.Close()
+	}
+	if s.replay != nil {
+		errs = append(errs, s.replay.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	if s.log != nil {
+		errs = append(errs, s.log.Close())
+	}
+	return errors.Join(errs...)
+}
