@@ -1,0 +1,488 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/messagelog"
+	"github.com/qapi-az/qapi/appliance/sign"
+	"github.com/qapi-az/qapi/appliance/timestamp"
+	"github.com/qapi-az/qapi/internal/testenv"
+	"github.com/qapi-az/qapi/internal/testpki"
+)
+
+// localTSA stamps in process with timestamp.Issue.
+type localTSA struct {
+	ca     *testpki.CA
+	key    *ecdsa.PrivateKey
+	cert   *x509.Certificate
+	roots  *x509.CertPool
+	serial atomic.Int64
+}
+
+func newLocalTSA(t testing.TB) *localTSA {
+	t.Helper()
+	ca, err := testpki.NewCA("archive test TSA CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	eku, _ := asn1.Marshal([]asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 8}})
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "archive test TSA"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtraExtensions: []pkix.Extension{
+			{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Critical: true, Value: eku}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	return &localTSA{ca: ca, key: key, cert: cert, roots: roots}
+}
+
+func (s *localTSA) Stamp(ctx context.Context, digest []byte) ([]byte, error) {
+	req, nonce, err := timestamp.NewRequest(digest)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := timestamp.Issue(req, s.key, s.cert, time.Now(), big.NewInt(s.serial.Add(1)))
+	if err != nil {
+		return nil, err
+	}
+	tok, err := timestamp.VerifyResponse(resp, digest, nonce, s.roots)
+	if err != nil {
+		return nil, err
+	}
+	return tok.DER, nil
+}
+
+// world is a message log with signed traffic between two members, a TSA
+// and readers.
+type world struct {
+	log     *messagelog.Log
+	tsa     *localTSA
+	signCA  *testpki.CA
+	client  ident.Client
+	service ident.Service
+	cSigner *sign.Signer
+	pSigner *sign.Signer
+	readers []reader
+	dir     string
+	n       int
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	w := &world{tsa: newLocalTSA(t), readers: newReaders(t, 2), dir: t.TempDir()}
+	var err error
+	if w.signCA, err = testpki.NewCA("archive test CA"); err != nil {
+		t.Fatal(err)
+	}
+	w.client = ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1111111",
+		SubsystemCode: "portal"}
+	w.service = ident.Service{Client: ident.Client{Instance: "AZ", MemberClass: "GOV",
+		MemberCode: "2222222", SubsystemCode: "reg"}, ServiceCode: "getPerson", Version: "v1"}
+	for _, m := range []struct {
+		c  ident.Client
+		to **sign.Signer
+	}{{w.client, &w.cSigner}, {w.service.Client, &w.pSigner}} {
+		cert, err := w.signCA.IssueSigning(m.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*m.to = &sign.Signer{Key: cert.Key, Cert: cert.Cert}
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	w.log, err = messagelog.Open(messagelog.Options{Path: filepath.Join(w.dir, "log.db"),
+		Key: key, Stamper: w.tsa, StampInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.log.Close() })
+	return w
+}
+
+// exchange logs one request and its response, signed by each side.
+func (w *world) exchange(t testing.TB) {
+	t.Helper()
+	w.n++
+	id := fmt.Sprintf("msg-%d", w.n)
+	now := time.Now()
+	var recs []messagelog.Record
+	for _, m := range []struct {
+		kind messagelog.Kind
+		s    *sign.Signer
+	}{{messagelog.KindRequest, w.cSigner}, {messagelog.KindResponse, w.pSigner}} {
+		soap := fmt.Sprintf("<Envelope><Body><getPerson>%s %s</getPerson></Body></Envelope>",
+			m.kind, id)
+		body, ct, err := m.s.Sign([]byte(soap), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, messagelog.Record{Kind: m.kind, MessageID: id,
+			Client: w.client.String(), Service: w.service.String(), Time: now,
+			Signed: body, ContentType: ct})
+	}
+	if err := w.log.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *world) stamp(t testing.TB) {
+	t.Helper()
+	if err := w.log.StampNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *world) archiver(max int) *Archiver {
+	return &Archiver{Log: w.log, Dir: w.dir, Readers: certs(w.readers), MaxEntries: max,
+		RequireStamps: true, TSARoots: w.tsa.roots}
+}
+
+func (w *world) verifyOptions(i int) VerifyOptions {
+	roots := x509.NewCertPool()
+	roots.AddCert(w.signCA.Cert)
+	return VerifyOptions{Key: w.readers[i].key, SignRoots: roots, TSARoots: w.tsa.roots,
+		RequireStamps: true}
+}
+
+// TestArchiveMovesAndVerifies: archived entries leave the live store, the
+// files verify for every reader with full checks and without roots, and
+// the chain continues across files and across runs.
+func TestArchiveMovesAndVerifies(t *testing.T) {
+	w := newWorld(t)
+	for range 3 {
+		w.exchange(t)
+	}
+	w.stamp(t) // covers 1-6
+	for range 2 {
+		w.exchange(t)
+	}
+	w.stamp(t) // covers 7-10
+	w.exchange(t) // 11-12: unstamped, stays
+
+	files, err := w.archiver(4).Run(context.Background(), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("files %v, want two (1-6 and 7-10)", files)
+	}
+	st := w.log.State()
+	if st.Archived != 10 || st.Head != 12 {
+		t.Fatalf("state %+v, want archived 10, head 12", st)
+	}
+	if n, err := w.log.Verify(); err != nil || n != 2 {
+		t.Fatalf("live store after archiving: %d entries, %v; want 2", n, err)
+	}
+
+	w.stamp(t)
+	more, err := w.archiver(4).Run(context.Background(), time.Now().Add(time.Minute))
+	if err != nil || len(more) != 1 {
+		t.Fatalf("second run: %v, %v", more, err)
+	}
+	all := append(files, more...)
+	for i := range w.readers {
+		r := Verify(all, w.verifyOptions(i))
+		if !r.OK() {
+			t.Fatalf("reader %d: %v", i, r.Problems)
+		}
+		var msgs, stamps int
+		for _, f := range r.Files {
+			msgs += f.Messages
+			stamps += f.Stamps
+		}
+		if msgs != 12 || stamps != 3 {
+			t.Fatalf("checked %d messages and %d stamps, want 12 and 3", msgs, stamps)
+		}
+	}
+	r := Verify(all, VerifyOptions{Key: w.readers[0].key})
+	if !r.OK() {
+		t.Fatalf("without roots: %v", r.Problems)
+	}
+
+	stranger := newReaders(t, 1)[0]
+	r = Verify(all[:1], VerifyOptions{Key: stranger.key})
+	if r.OK() || r.Problems[0].File != all[0] {
+		t.Fatalf("a stranger's key: %v", r.Problems)
+	}
+}
+
+// TestArchivePolicy: levels per service; metadata-only and link-only
+// entries still verify the chain.
+func TestArchivePolicy(t *testing.T) {
+	w := newWorld(t)
+	for range 2 {
+		w.exchange(t)
+	}
+	w.stamp(t)
+	a := w.archiver(0)
+	a.Policy = Policy{Default: LevelLink, Services: map[string]Level{
+		"AZ/GOV/2222222":                      LevelMetadata,
+		"AZ/GOV/2222222/reg/getPerson":        LevelFull,
+		"AZ/GOV/2222222/reg/getPersonHistory": LevelLink,
+	}}
+	if got := a.Policy.LevelFor("AZ/GOV/3333333/x/y"); got != LevelLink {
+		t.Fatalf("default level %q", got)
+	}
+	if got := a.Policy.LevelFor("AZ/GOV/2222222/reg/getAddress"); got != LevelMetadata {
+		t.Fatalf("member level %q", got)
+	}
+	if got := a.Policy.LevelFor(w.service.String()); got != LevelFull {
+		t.Fatalf("service level %q", got)
+	}
+	a.Policy.Services["AZ/GOV/2222222/reg/getPerson"] = LevelMetadata
+	files, err := a.Run(context.Background(), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Verify(files, w.verifyOptions(0))
+	if !r.OK() || r.Files[0].Metadata != 4 || r.Files[0].Messages != 0 {
+		t.Fatalf("report %+v %v", r.Files, r.Problems)
+	}
+	c, _, err := Open(files[0], w.readers[0].key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range c.Entries {
+		if e.Signed != nil {
+			t.Fatalf("entry %d kept its message at the metadata level", e.Seq)
+		}
+	}
+}
+
+// rewrite decrypts path with the reader's key, lets change alter the tar
+// members, and encrypts the result again to the same readers: a forger who
+// can read the archive.
+func rewrite(t testing.TB, w *world, path string, change func(map[string][]byte)) {
+	t.Helper()
+	_, plain, err := Open(path, w.readers[0].key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(plain))
+	files := map[string][]byte{}
+	var order []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		files[h.Name] = b
+		order = append(order, h.Name)
+	}
+	change(files)
+	c := newContainer(time.Now())
+	for _, n := range order {
+		if b, ok := files[n]; ok {
+			c.add(n, b)
+		}
+	}
+	out, _ := c.bytes()
+	der, _, err := encrypt(out, certs(w.readers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, der, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyReportsCorruption: each kind of damage is reported by file
+// and, where it lies in one, by entry.
+func TestVerifyReportsCorruption(t *testing.T) {
+	tests := []struct {
+		name    string
+		damage  func(t *testing.T, w *world, files []string) []string
+		file    int // index of the file named
+		seq     uint64
+		contain string
+	}{
+		{"flipped ciphertext byte", func(t *testing.T, w *world, fs []string) []string {
+			b, _ := os.ReadFile(fs[1])
+			b[len(b)-20] ^= 0x40
+			os.WriteFile(fs[1], b, 0o600)
+			return fs
+		}, 1, 0, "cannot be read"},
+		{"truncated file", func(t *testing.T, w *world, fs []string) []string {
+			b, _ := os.ReadFile(fs[0])
+			os.WriteFile(fs[0], b[:len(b)/2], 0o600)
+			return fs
+		}, 0, 0, "cannot be read"},
+		{"altered message", func(t *testing.T, w *world, fs []string) []string {
+			rewrite(t, w, fs[1], func(m map[string][]byte) {
+				n := entryName(6, "mime")
+				m[n] = bytes.Replace(m[n], []byte("smime.p7s"), []byte("smime.p7x"), 1)
+			})
+			return fs
+		}, 1, 6, "digest"},
+		{"altered metadata", func(t *testing.T, w *world, fs []string) []string {
+			rewrite(t, w, fs[0], func(m map[string][]byte) {
+				n := entryName(3, "json")
+				m[n] = bytes.Replace(m[n], []byte("msg-2"), []byte("msg-9"), 1)
+			})
+			return fs
+		}, 0, 3, "recorded hash"},
+		{"removed entry", func(t *testing.T, w *world, fs []string) []string {
+			rewrite(t, w, fs[0], func(m map[string][]byte) {
+				delete(m, entryName(2, "json"))
+			})
+			return fs
+		}, 0, 2, "missing"},
+		{"damaged time stamp", func(t *testing.T, w *world, fs []string) []string {
+			rewrite(t, w, fs[0], func(m map[string][]byte) {
+				for n := range m {
+					if strings.HasPrefix(n, "timestamps/") {
+						m[n] = m[n][:len(m[n])-1]
+					}
+				}
+			})
+			return fs
+		}, 0, 4, "time stamp"},
+		{"missing middle file", func(t *testing.T, w *world, fs []string) []string {
+			return []string{fs[0], fs[2]}
+		}, 2, 0, "missing between"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			for i := 0; i < 6; i++ {
+				w.exchange(t)
+				if i%2 == 1 {
+					w.stamp(t) // files of four entries: 1-4, 5-8, 9-12
+				}
+			}
+			files, err := w.archiver(4).Run(context.Background(), time.Now().Add(time.Minute))
+			if err != nil || len(files) != 3 {
+				t.Fatalf("Run: %v, %v", files, err)
+			}
+			if r := Verify(files, w.verifyOptions(0)); !r.OK() {
+				t.Fatalf("before damage: %v", r.Problems)
+			}
+			damaged := tt.damage(t, w, files)
+			r := Verify(damaged, w.verifyOptions(0))
+			for _, p := range r.Problems {
+				if p.File == files[tt.file] && p.Seq == tt.seq &&
+					strings.Contains(p.What, tt.contain) {
+					return
+				}
+			}
+			t.Fatalf("no problem for %s entry %d containing %q; got %v", files[tt.file],
+				tt.seq, tt.contain, r.Problems)
+		})
+	}
+}
+
+// TestEvidenceWithOpenSSL: a stranger with only openssl and tar checks the
+// same evidence: decrypts the file, verifies each message's signature and
+// each time stamp over the chain.
+func TestEvidenceWithOpenSSL(t *testing.T) {
+	openssl := testenv.NeedCommand(t, "openssl")
+	tarCmd := testenv.NeedCommand(t, "tar")
+	w := newWorld(t)
+	w.exchange(t)
+	w.exchange(t)
+	w.stamp(t)
+	files, err := w.archiver(0).Run(context.Background(), time.Now().Add(time.Minute))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("Run: %v, %v", files, err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath := writeReader(t, dir, w.readers[1])
+	signCA := filepath.Join(dir, "sign-ca.pem")
+	writePEM(t, signCA, "CERTIFICATE", w.signCA.Cert.Raw)
+	tsaCA := filepath.Join(dir, "tsa-ca.pem")
+	writePEM(t, tsaCA, "CERTIFICATE", w.tsa.ca.Cert.Raw)
+
+	run := func(name string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	plain := filepath.Join(dir, "archive.tar")
+	run(openssl, "cms", "-decrypt", "-inform", "DER", "-in", files[0], "-recip", certPath,
+		"-inkey", keyPath, "-binary", "-out", plain)
+	x := filepath.Join(dir, "x")
+	os.Mkdir(x, 0o700)
+	run(tarCmd, "-xf", plain, "-C", x)
+
+	mimes, _ := filepath.Glob(filepath.Join(x, "entries", "*.mime"))
+	if len(mimes) != 4 {
+		t.Fatalf("%d messages in the archive, want 4", len(mimes))
+	}
+	for _, m := range mimes {
+		run(openssl, "cms", "-verify", "-in", m, "-CAfile", signCA, "-purpose", "any",
+			"-out", os.DevNull)
+	}
+	c, _, err := Open(files[0], w.readers[1].key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Manifest.Stamps {
+		out := run(openssl, "ts", "-verify", "-digest", s.Head, "-in", filepath.Join(x, s.File),
+			"-token_in", "-CAfile", tsaCA)
+		if !strings.Contains(out, "Verification: OK") {
+			t.Fatalf("openssl ts -verify: %s", out)
+		}
+	}
+	// The stamped head is the hash of the last entry, recomputable from
+	// the tar alone: the manifest's lastHash equals the last stamp's head.
+	if last := c.Manifest.Stamps[len(c.Manifest.Stamps)-1]; last.Head != c.Manifest.LastHash {
+		t.Fatalf("stamp head %s, last hash %s", last.Head, c.Manifest.LastHash)
+	}
+	if _, err := hex.DecodeString(c.Manifest.LastHash); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for i, age := range []time.Duration{time.Hour, 48 * time.Hour, 100 * 24 * time.Hour} {
+		p := filepath.Join(dir, fmt.Sprintf("qapi-log-%020d-%020d.p7m", i+1, i+1))
+		os.WriteFile(p, []byte("x"), 0o600)
+		os.Chtimes(p, now.Add(-age), now.Add(-age))
+	}
+	removed, err := Prune(dir, 30*24*time.Hour, now)
+	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], "00000000000000000003") {
+		t.Fatalf("Prune = %v, %v", removed, err)
+	}
+	if removed, _ := Prune(dir, 0, now); len(removed) != 0 {
+		t.Fatal("a zero retention pruned files")
+	}
+}
