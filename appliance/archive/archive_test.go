@@ -186,7 +186,7 @@ func TestArchiveMovesAndVerifies(t *testing.T) {
 	for range 2 {
 		w.exchange(t)
 	}
-	w.stamp(t) // covers 7-10
+	w.stamp(t)    // covers 7-10
 	w.exchange(t) // 11-12: unstamped, stays
 
 	files, err := w.archiver(4).Run(context.Background(), time.Now().Add(time.Minute))
