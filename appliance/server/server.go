@@ -17,6 +17,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -55,11 +57,15 @@ type Options struct {
 	Stamper messagelog.Stamper
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// ErrorLog receives the listeners' connection errors (TLS handshakes
+	// refused, for one); they are dropped when nil.
+	ErrorLog *log.Logger
 }
 
 // Server is a configured security server.
 type Server struct {
 	cfg    *Config
+	errLog *log.Logger
 	db     *bolt.DB
 	log    *messagelog.Log
 	acl    *acl.Store
@@ -89,7 +95,11 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	if opts.Keys == nil {
 		return nil, errors.New("server: no key store")
 	}
-	s = &Server{cfg: cfg, listeners: map[string]net.Listener{}, errc: make(chan error, 3)}
+	s = &Server{cfg: cfg, listeners: map[string]net.Listener{}, errc: make(chan error, 3),
+		errLog: opts.ErrorLog}
+	if s.errLog == nil {
+		s.errLog = log.New(io.Discard, "", 0)
+	}
 	defer func() {
 		if err != nil {
 			s.closeStores()
@@ -338,6 +348,7 @@ func (s *Server) Start() error {
 			WriteTimeout:      2*time.Duration(s.cfg.Limits.Timeout) + 10*time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          s.errLog,
 		}
 		s.servers = append(s.servers, hs)
 		if x.tc != nil {

@@ -1,0 +1,165 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"slices"
+	"testing"
+
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/soap"
+	"github.com/qapi-az/qapi/internal/sampleis"
+	"github.com/qapi-az/qapi/internal/testenv"
+)
+
+func get(t *testing.T, u string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestListClients(t *testing.T) {
+	e := newEnv(t)
+	status, body := get(t, e.clientURL()+"listClients")
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	var list struct {
+		Members []struct {
+			ID struct {
+				Type      string `xml:"objectType,attr"`
+				Code      string `xml:"memberCode"`
+				Subsystem string `xml:"subsystemCode"`
+			} `xml:"id"`
+			Name string `xml:"name"`
+		} `xml:"member"`
+	}
+	if err := xml.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range list.Members {
+		got = append(got, m.ID.Type+" "+m.ID.Code+"/"+m.ID.Subsystem)
+	}
+	want := []string{"MEMBER 3003/", "SUBSYSTEM 3003/X", "MEMBER 1001/", "SUBSYSTEM 1001/EDR",
+		"MEMBER 2002/", "SUBSYSTEM 2002/POLICE"}
+	if !slices.Equal(got, want) {
+		t.Errorf("listClients = %q, want %q", got, want)
+	}
+}
+
+func TestListAndAllowedMethods(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		code string
+		want []string
+	}{
+		{"listMethods", []string{"getPerson", "searchPersons"}},
+		{"allowedMethods", []string{"getPerson"}},
+	} {
+		h := soap.Header{Client: client, ID: newID(), ProtocolVersion: soap.ProtocolVersion,
+			Service: ident.Service{Client: provider, ServiceCode: tt.code}}
+		req := soap.NewRequest(h, []byte("<xrd:"+tt.code+"/>"))
+		status, body := call(t, http.DefaultClient, e.clientURL(), req)
+		if status != 200 {
+			t.Fatalf("%s: status %d: %s", tt.code, status, body)
+		}
+		var resp struct {
+			Codes []string `xml:"Body>Response>service>serviceCode"`
+		}
+		// Rename the response element so one struct reads both.
+		body = bytes.ReplaceAll(body, []byte(tt.code+"Response"), []byte("Response"))
+		if err := xml.Unmarshal(body, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(resp.Codes, tt.want) {
+			t.Errorf("%s = %q, want %q", tt.code, resp.Codes, tt.want)
+		}
+	}
+	if e.is.Hits() != 0 {
+		t.Errorf("meta-services reached the information system %d times", e.is.Hits())
+	}
+}
+
+// TestZeepThroughProxies has Python zeep read the register's WSDL from the
+// client proxy (fetched from the provider's server with getWsdl) and call
+// getPerson through both security servers with the X-Road headers.
+func TestZeepThroughProxies(t *testing.T) {
+	python := "/usr/bin/python3"
+	testenv.NeedFile(t, python)
+	if err := exec.Command(python, "-c", "import zeep").Run(); err != nil {
+		testenv.Missing(t, "python3-zeep is not installed (make test-deps installs it)")
+	}
+	e := newEnv(t)
+	wsdlURL := e.clientURL() + "wsdl?" + url.Values{"client": {client.String()},
+		"service": {getPerson.String()}}.Encode()
+	status, wsdl := get(t, wsdlURL)
+	if status != 200 || !bytes.Contains(wsdl, []byte(`location="`+e.clientURL()+`"`)) {
+		t.Fatalf("GET %s: status %d, endpoint not rewritten to the client proxy:\n%s",
+			wsdlURL, status, wsdl)
+	}
+	if bytes.Contains(wsdl, []byte(e.isURL)) {
+		t.Error("the WSDL reveals the provider's information system address")
+	}
+
+	p := e.is.Persons()[7]
+	e.is.ResetHits()
+	cmd := exec.Command(python, "../../internal/sampleis/testdata/zeep_client.py", wsdlURL,
+		e.clientURL(), client.String(), getPerson.String(), p.FIN)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("zeep: %v\n%s", err, stderr)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("zeep printed %q: %v", out, err)
+	}
+	if got["fin"] != p.FIN || got["surname"] != p.Surname {
+		t.Errorf("zeep got %v, want %+v", got, p)
+	}
+	// Once for the WSDL that zeep read, once for getPerson.
+	if e.is.Hits() != 2 {
+		t.Errorf("register hit %d times, want 2", e.is.Hits())
+	}
+}
+
+// TestPinnedInformationSystem sends as a client pinned to an information
+// system's TLS certificate, over the client proxy's HTTPS listener.
+func TestPinnedInformationSystem(t *testing.T) {
+	e := newEnv(t)
+	h := header(getPerson, newID())
+	h.Client = clientMember
+	// The member itself is a client here; grant it the service.
+	e.setConf(nil)
+	req := sampleis.GetPersonRequest(h, e.is.Persons()[0].FIN)
+	status, body := call(t, tlsClient(e.isTLS), e.clientHTTPSURL, req)
+	if status != http.StatusInternalServerError || faultCode(t, body) != soap.CodeAccessDenied {
+		t.Fatalf("status %d, body %s", status, body)
+	}
+	// The pinned certificate got past the client proxy: the refusal is the
+	// provider's, for want of an access right, not the client proxy's.
+	if !bytes.Contains(body, []byte("no access right")) {
+		t.Errorf("refused before reaching the provider: %s", body)
+	}
+	h.Client = client
+	status, body = call(t, tlsClient(e.isTLS), e.clientHTTPSURL,
+		sampleis.GetPersonRequest(h, e.is.Persons()[0].FIN))
+	if faultCode(t, body) != soap.CodeAccessDenied || status != 500 {
+		t.Errorf("a certificate pinned to %s was accepted for %s: %s", clientMember, client,
+			body)
+	}
+}
