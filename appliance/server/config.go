@@ -42,6 +42,9 @@ type Config struct {
 	ISCerts []ISCert `json:"isCerts,omitempty"`
 
 	Limits Limits `json:"limits"`
+	// MonitorSocket is the Unix socket of the local monitoring station
+	// (2.6); empty for none.
+	MonitorSocket string `json:"monitorSocket,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
 
@@ -298,6 +301,13 @@ func (c *Config) ClientIDs() ([]ident.Client, error) {
 	}
 	return out, nil
 }
+
+// KeyDirPath returns KeyDir resolved against the file's folder.
+func (c *Config) KeyDirPath() string { return c.path(c.KeyDir) }
+
+// MonitorSocketPath returns MonitorSocket resolved against the file's
+// folder.
+func (c *Config) MonitorSocketPath() string { return c.path(c.MonitorSocket) }
 
 // path resolves p against the configuration file's folder.
 func (c *Config) path(p string) string {
