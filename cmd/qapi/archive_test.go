@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/archive"
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/messagelog"
+	"github.com/qapi-az/qapi/appliance/sign"
+	"github.com/qapi-az/qapi/internal/testpki"
+)
+
+// makeArchive logs three signed requests, archives them without time
+// stamps, and returns the file, the reader's key file and the signing CA
+// file.
+func makeArchive(t *testing.T, dir string) (file, keyPath, caPath string) {
+	t.Helper()
+	ca, err := testpki.NewCA("qapi archive test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1111111"}
+	sc, err := ca.IssueSigning(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := ca.IssueTLS("archive reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	l, err := messagelog.Open(messagelog.Options{Path: filepath.Join(dir, "log.db"), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s := &sign.Signer{Key: sc.Key, Cert: sc.Cert}
+	for i := range 3 {
+		body, ct, err := s.Sign([]byte("<Envelope>"+strings.Repeat("x", i)+"</Envelope>"),
+			time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Append(context.Background(), messagelog.Record{Kind: messagelog.KindRequest,
+			MessageID: "m", Client: member.String(), Service: "AZ/GOV/2222222/reg/get",
+			Signed: body, ContentType: ct})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &archive.Archiver{Log: l, Dir: dir, Readers: []*x509.Certificate{rc.Cert}}
+	files, err := a.Run(context.Background(), time.Now().Add(time.Minute))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("archiving: %v %v", files, err)
+	}
+	k, _ := x509.MarshalPKCS8PrivateKey(rc.Key)
+	keyPath = filepath.Join(dir, "reader.pem")
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), 0o600)
+	caPath = filepath.Join(dir, "ca.pem")
+	os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
+		Bytes: ca.Cert.Raw}), 0o600)
+	return files[0], keyPath, caPath
+}
+
+// TestArchiveCommand: verify accepts an intact archive and names a damaged
+// one; every reading is in the journal; no journal, no reading; export
+// writes the members.
+func TestArchiveCommand(t *testing.T) {
+	dir := t.TempDir()
+	file, keyPath, caPath := makeArchive(t, dir)
+	journal := filepath.Join(dir, "access.log")
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := runArchiveRead(args[0], args[1:], &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	base := []string{"-key", keyPath, "-journal", journal, "-who", "auditor-1",
+		"-require-stamps=false"}
+
+	code, out := run(append(append([]string{"verify"}, base...), "-sign-roots", caPath,
+		file)...)
+	if code != 0 || !strings.Contains(out, "3 messages") {
+		t.Fatalf("verify = %d:\n%s", code, out)
+	}
+	exp := filepath.Join(dir, "exported")
+	code, out = run(append(append([]string{"export"}, base...), "-out", exp, file)...)
+	if code != 0 {
+		t.Fatalf("export = %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(exp, "entries", "00000000000000000002.mime")); err != nil {
+		t.Fatalf("export wrote no message: %v", err)
+	}
+
+	b, _ := os.ReadFile(file)
+	b[len(b)-20] ^= 1
+	os.WriteFile(file, b, 0o600)
+	code, out = run(append(append([]string{"verify"}, base...), file)...)
+	if code != 1 || !strings.Contains(out, "PROBLEM "+file) {
+		t.Fatalf("verify of a damaged file = %d:\n%s", code, out)
+	}
+
+	lines := strings.Split(strings.TrimSpace(readFile(t, journal)), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("journal has %d lines, want 6 (start and end of three readings)", len(lines))
+	}
+	var last archive.Access
+	if err := json.Unmarshal([]byte(lines[5]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last.Who != "auditor-1" || last.Action != "verify" || !strings.HasPrefix(last.Key,
+		"sha256:") || len(last.Files) != 1 || !strings.Contains(last.Outcome, "problem") {
+		t.Fatalf("journal line %+v", last)
+	}
+
+	code, out = run("verify", "-key", keyPath, "-journal", filepath.Join(dir, "no", "such"),
+		file)
+	if code != 1 || !strings.Contains(out, "-journal") {
+		t.Fatalf("verify without a writable journal = %d:\n%s", code, out)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
