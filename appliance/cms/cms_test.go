@@ -355,3 +355,61 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifiesOpenSSL checks the other direction: what OpenSSL signs,
+// with its own choice of attributes, Verify accepts.
+func TestVerifiesOpenSSL(t *testing.T) {
+	openssl := testenv.NeedCommand(t, "openssl")
+	f := newFixture(t)
+	dir := t.TempDir()
+	certFile := filepath.Join(dir, "signer.pem")
+	writePEM(t, certFile, f.signer.Cert)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(f.signer.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "signer.key")
+	if err := os.WriteFile(keyFile,
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("<Envelope>\n  signed by OpenSSL\r\n</Envelope>\n")
+	contentFile := filepath.Join(dir, "content.xml")
+	if err := os.WriteFile(contentFile, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, detached := range []bool{true, false} {
+		sigFile := filepath.Join(dir, "sig.der")
+		args := []string{"cms", "-sign", "-binary", "-md", "sha256", "-signer", certFile,
+			"-inkey", keyFile, "-in", contentFile, "-outform", "DER", "-out", sigFile}
+		if !detached {
+			args = append(args, "-nodetach")
+		}
+		if out, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		der, err := os.ReadFile(sigFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var detachedContent []byte
+		if detached {
+			detachedContent = content
+		}
+		got, err := Verify(der, detachedContent)
+		if err != nil {
+			t.Fatalf("detached %v: %v", detached, err)
+		}
+		if !bytes.Equal(got.Content, content) || !got.Signer.Equal(f.signer.Cert) ||
+			got.SigningTime.IsZero() {
+			t.Errorf("detached %v: got content %q, signer %v, signing time %v", detached,
+				got.Content, got.Signer.Subject, got.SigningTime)
+		}
+		if detached {
+			if _, err := Verify(der, flip(content, 5)); !errors.Is(err, ErrVerification) {
+				t.Errorf("changed content: %v, want ErrVerification", err)
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package cms
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
@@ -332,8 +333,8 @@ func verifySignerInfo(si cryptobyte.String, out *Signed) error {
 	}
 
 	pub, ok := out.Signer.PublicKey.(*ecdsa.PublicKey)
-	if !ok {
-		return verification("signer's key is %T, want ECDSA", out.Signer.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return verification("signer's key is not an ECDSA P-256 key")
 	}
 	// RFC 5652, 5.4: the signature is over the DER SET OF attributes.
 	toSign := make([]byte, len(rawAttrs))
