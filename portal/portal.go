@@ -17,10 +17,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -252,3 +254,32 @@ func (p *Portal) Run(ctx context.Context) error { return p.Publisher.Run(ctx) }
 
 // Close closes the database.
 func (p *Portal) Close() error { return p.DB.Close() }
+
+// OperatorTLS returns a TLS configuration for the operator API with a fresh
+// key and a certificate from the portal's centre for the given host names
+// and addresses, and the connection file contents for url and token.
+func (p *Portal) OperatorTLS(url, token string, hosts []string) (*tls.Config, Conn, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, Conn{}, err
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "Qapı operator API", Country: []string{"AZ"}},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	cert, err := p.CA.IssueService(tmpl, &key.PublicKey)
+	if err != nil {
+		return nil, Conn{}, fmt.Errorf("certify the operator API: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{{
+		Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}}
+	return cfg, Conn{URL: url, Token: token, CACert: CertPEM(p.CA.Certificate().Raw)}, nil
+}
