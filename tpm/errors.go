@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -47,7 +48,11 @@ func (e *NoTPMError) Error() string {
 			b.WriteString(", ")
 		}
 		b.WriteString(p)
-		if i < len(e.Errs) && e.Errs[i] != nil {
+		switch {
+		case i >= len(e.Errs) || e.Errs[i] == nil:
+		case errors.Is(e.Errs[i], fs.ErrNotExist):
+			b.WriteString(": missing")
+		default:
 			fmt.Fprintf(&b, ": %v", e.Errs[i])
 		}
 	}

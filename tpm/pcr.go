@@ -3,6 +3,8 @@ package tpm
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -17,10 +19,35 @@ var DefaultPCRs = []int{7}
 // maxPCR bounds PCR indexes to the 24 of a PC Client TPM.
 const maxPCR = 23
 
-// PCRValue is one PCR of the SHA-256 bank and its value.
+// PCRValue is one PCR of the SHA-256 bank and its value. In JSON the value
+// is hexadecimal, as tools that read PCRs print it.
 type PCRValue struct {
+	Index int
+	Value []byte
+}
+
+type pcrJSON struct {
 	Index int    `json:"index"`
-	Value []byte `json:"value"`
+	Value string `json:"sha256"`
+}
+
+// MarshalJSON encodes v as {"index": 7, "sha256": "hex"}.
+func (v PCRValue) MarshalJSON() ([]byte, error) {
+	return json.Marshal(pcrJSON{v.Index, hex.EncodeToString(v.Value)})
+}
+
+// UnmarshalJSON decodes the form MarshalJSON writes.
+func (v *PCRValue) UnmarshalJSON(b []byte) error {
+	var j pcrJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	val, err := hex.DecodeString(j.Value)
+	if err != nil {
+		return fmt.Errorf("PCR %d: the value is not hexadecimal: %w", j.Index, err)
+	}
+	*v = PCRValue{Index: j.Index, Value: val}
+	return nil
 }
 
 // checkPCRs returns pcrs sorted and without duplicates, or an error naming

@@ -1,0 +1,152 @@
+package tpm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/qapi-az/qapi/internal/testenv"
+)
+
+// swtpm is a libtpms TPM in a swtpm process, the TPM the image's QEMU boot
+// test gives the appliance: the same code against a second implementation.
+type swtpm struct {
+	*TPM
+	cmd  *exec.Cmd
+	conn net.Conn
+}
+
+// startSwtpm starts swtpm on the TPM state in dir (a new TPM if dir is
+// empty, the same TPM again if not) and connects to it.
+func startSwtpm(t *testing.T, bin, dir string) *swtpm {
+	t.Helper()
+	sock := filepath.Join(dir, "sock")
+	os.Remove(sock)
+	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
+		"--server", "type=unixio,path="+sock, "--flags", "not-need-init,startup-clear")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start swtpm: %v", err)
+	}
+	s := &swtpm{cmd: cmd}
+	t.Cleanup(s.stop)
+	// Wait for the socket; the bound only turns a hang into a failure.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		conn, err := net.Dial("unix", sock)
+		if err == nil {
+			s.conn = conn
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("swtpm did not open %s: %v", sock, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.TPM = New(transport.FromReadWriter(s.conn))
+	return s
+}
+
+// stop shuts the TPM down in order, as a clean power-off does, and ends
+// the process.
+func (s *swtpm) stop() {
+	if s.cmd.Process == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	if s.conn != nil {
+		tpm2.Shutdown{ShutdownType: tpm2.TPMSUClear}.Execute(s.t)
+		s.conn.Close()
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
+func TestSwtpm(t *testing.T) {
+	bin := testenv.NeedCommand(t, "swtpm")
+	dir := t.TempDir()
+	operator := newKey(t)
+	tp := startSwtpm(t, bin, dir)
+
+	c, err := tp.Counter(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := tp.ReadPCRs([]int{7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval := func(version uint64) *Approval {
+		a := &Approval{PCRs: vals, Counter: c.Index(), Version: version}
+		if err := a.Sign(operator); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	plain, err := tp.Seal([]byte("plain"), SealOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorized, err := tp.Seal([]byte("authorized"), SealOptions{Authority: &operator.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.Unseal(plain, nil); err != nil || string(got) != "plain" {
+		t.Fatalf("Unseal sealed to PCR 7 = %q, %v", got, err)
+	}
+	if got, err := tp.Unseal(authorized, approval(v)); err != nil ||
+		string(got) != "authorized" {
+		t.Fatalf("Unseal sealed to the operator = %q, %v", got, err)
+	}
+
+	// Power cycle: the same TPM state, in a new process.
+	tp.stop()
+	tp = startSwtpm(t, bin, dir)
+	if c, err = tp.Counter(0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Read(); err != nil || got != v {
+		t.Fatalf("after a power cycle the counter reads %d, %v; want %d", got, err, v)
+	}
+	if got, err := tp.Unseal(plain, nil); err != nil || string(got) != "plain" {
+		t.Fatalf("Unseal after a power cycle = %q, %v", got, err)
+	}
+	if err := c.Advance(v + 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.Unseal(authorized, approval(v)); !errors.Is(err, ErrNotApproved) {
+		t.Fatalf("Unseal with an approval the counter voided: %v, want ErrNotApproved", err)
+	}
+	if _, err := tp.Unseal(authorized, approval(v+1)); err != nil {
+		t.Fatalf("Unseal with the current approval: %v", err)
+	}
+	if err := c.Advance(v); !errors.Is(err, ErrRollback) {
+		t.Fatalf("Advance backwards: %v, want ErrRollback", err)
+	}
+	if err := tp.ExtendPCR(7, sha256.Sum256([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.Unseal(plain, nil); !errors.Is(err, ErrPCRMismatch) {
+		t.Fatalf("Unseal after extending PCR 7: %v, want ErrPCRMismatch", err)
+	}
+
+	other := startSwtpm(t, bin, t.TempDir())
+	if _, err := other.Unseal(plain, nil); !errors.Is(err, ErrOtherTPM) {
+		t.Fatalf("Unseal on another swtpm: %v, want ErrOtherTPM", err)
+	}
+	name1, _ := tp.SRKName()
+	name2, _ := other.SRKName()
+	if bytes.Equal(name1, name2) {
+		t.Fatal("two swtpm TPMs have the same storage root key")
+	}
+}
