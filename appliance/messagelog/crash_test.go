@@ -1,0 +1,124 @@
+package messagelog
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+const crashChildEnv = "QAPI_MESSAGELOG_CRASH_CHILD"
+
+// TestCrashChild is the process TestKillNine kills: it appends from eight
+// goroutines and prints "ack ID" once each Append has returned nil. It does
+// nothing unless started by TestKillNine.
+func TestCrashChild(t *testing.T) {
+	spec := os.Getenv(crashChildEnv)
+	if spec == "" {
+		t.Skip("runs only as the child of TestKillNine")
+	}
+	parts := strings.Split(spec, ",")
+	if len(parts) != 3 {
+		t.Fatalf("%s=%q: want PATH,KEYHEX,PREFIX", crashChildEnv, spec)
+	}
+	path, prefix := parts[0], parts[2]
+	key, _ := hex.DecodeString(parts[1])
+	l, err := Open(Options{Path: path, Key: key})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(3)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				rec := testRecord(i)
+				rec.MessageID = fmt.Sprintf("%s-%d-%d", prefix, g, i)
+				if err := l.Append(context.Background(), rec); err != nil {
+					fmt.Println("append:", err)
+					os.Exit(3)
+				}
+				mu.Lock()
+				// One write(2) per line: what reached the pipe was acknowledged.
+				os.Stdout.WriteString("ack " + rec.MessageID + "\n")
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestKillNine kills a process appending under load with SIGKILL twenty
+// times: after each kill every acknowledged record is in the log, the chain
+// verifies, and the next process continues the same chain.
+func TestKillNine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "log.db")
+	key := testKey(t)
+	acked := map[string]bool{}
+	for round := range 20 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%x,r%d", crashChildEnv, path, key,
+			round))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		// Kill at a different depth of load each round.
+		killAt, n := 40+round*13, 0
+		for sc.Scan() {
+			line := sc.Text()
+			id, ok := strings.CutPrefix(line, "ack ")
+			if !ok {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("round %d: child said %q", round, line)
+			}
+			acked[id] = true
+			if n++; n == killAt {
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		cmd.Wait()
+		if n < killAt {
+			t.Fatalf("round %d: the child stopped after %d records by itself", round, n)
+		}
+
+		l := openTest(t, path, key)
+		found := map[string]bool{}
+		if err := l.Entries(0, 0, func(e *Entry) error { found[e.MessageID] = true; return nil }); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		count, err := l.Verify()
+		if err != nil {
+			t.Fatalf("round %d: the chain does not verify after SIGKILL: %v", round, err)
+		}
+		l.Close()
+		for id := range acked {
+			if !found[id] {
+				t.Fatalf("round %d: acknowledged record %s is missing after SIGKILL", round, id)
+			}
+		}
+		if count < len(acked) {
+			t.Fatalf("round %d: %d entries for %d acknowledged records", round, count,
+				len(acked))
+		}
+	}
+	t.Logf("%d acknowledged records survived 20 SIGKILLs", len(acked))
+}
