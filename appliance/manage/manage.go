@@ -371,6 +371,11 @@ func (m *Manager) ImportCertificate(b []byte) (keys.Purpose, error) {
 	return purpose, nil
 }
 
+// CertPath is the PEM file of the imported certificate for p
+// (Authentication or Signing), what the security server's configuration
+// names as tls.authCert and tls.signingCert.
+func (m *Manager) CertPath(p keys.Purpose) string { return m.path(certFile(p)) }
+
 func certFile(p keys.Purpose) string {
 	if p == keys.Authentication {
 		return "auth.pem"

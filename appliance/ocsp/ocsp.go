@@ -221,6 +221,9 @@ func (s *Stapler) fetchLocked(ctx context.Context) error {
 	// Our own certificate must be good before we staple it: a revoked
 	// signing certificate means every peer would refuse our messages.
 	r, err := Verify(der, s.cert, s.issuer, s.now(), 24*time.Hour)
+	if errors.Is(err, ErrRevoked) {
+		s.der, s.parsed = nil, nil
+	}
 	if err != nil {
 		return fmt.Errorf("OCSP response from %s for our signing certificate: %w", s.url, err)
 	}

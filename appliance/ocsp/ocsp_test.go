@@ -1,6 +1,7 @@
 package ocsp
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -175,5 +176,27 @@ func TestStaplerRefusesRevokedOwnCert(t *testing.T) {
 	s, _ := NewStapler(signer.Cert, ca.Cert, StaplerOptions{URL: srv.URL})
 	if _, err := s.Response(); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("Response for a revoked own certificate = %v, want ErrRevoked", err)
+	}
+}
+
+func TestStaplerDropsCacheOnRevocation(t *testing.T) {
+	ca, _ := testpki.NewCA("cc")
+	signer, _ := ca.IssueSigning(member)
+	var status atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(respond(t, ca.Cert, ca.Cert, ca.Key, signer.Cert.SerialNumber,
+			int(status.Load()), time.Now()))
+	}))
+	defer srv.Close()
+	s, _ := NewStapler(signer.Cert, ca.Cert, StaplerOptions{URL: srv.URL})
+	if _, err := s.Response(); err != nil {
+		t.Fatal(err)
+	}
+	status.Store(ocsp.Revoked)
+	if err := s.Refresh(context.Background()); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("Refresh after revocation = %v", err)
+	}
+	if _, err := s.Response(); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("Response after learning of the revocation = %v, want ErrRevoked", err)
 	}
 }
