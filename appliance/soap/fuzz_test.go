@@ -83,6 +83,11 @@ func FuzzParseResponse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("WithRequestHash refused an accepted response: %v", err)
 		}
+		el := requestHashElement(HashRequest([]byte("request")))
+		if m.Header.RequestHash == nil && !bytes.Equal(bytes.Replace(out, el, nil, 1), raw) &&
+			!bytes.Equal(bytes.Replace(out, el, nil, 1), openedHeader(raw)) {
+			t.Fatalf("WithRequestHash changed other bytes:\n%s\n%s", raw, out)
+		}
 		if m.Fault == nil {
 			m3, err := ParseResponse(out, Limits{MaxBytes: 1 << 20})
 			if err != nil {
@@ -146,6 +151,39 @@ func checkAccepted(t *testing.T, raw []byte, m *Message) {
 		if err != nil {
 			t.Fatalf("accepted, but encoding/xml refuses it: %v", err)
 		}
+	}
+}
+
+// openedHeader returns raw with its self-closing SOAP Header opened, or
+// with a Header added when it has none, as WithRequestHash does.
+func openedHeader(raw []byte) []byte {
+	s := newScanner(raw, 64)
+	var env token
+	for {
+		t, err := s.next()
+		if err != nil || t.kind == tokEOF {
+			return nil
+		}
+		if t.kind != tokStart {
+			continue
+		}
+		if s.depth() == 1 {
+			env = t
+			continue
+		}
+		if t.name.Local != "Header" {
+			closing := "</" + env.prefix + ":Header>"
+			open := "<" + env.prefix + ":Header>"
+			if env.prefix == "" {
+				open, closing = "<Header>", "</Header>"
+			}
+			return slices.Concat(raw[:env.end], []byte(open+closing), raw[env.end:])
+		}
+		closing := "</" + t.prefix + ":Header>"
+		if t.prefix == "" {
+			closing = "</Header>"
+		}
+		return slices.Concat(raw[:t.end-2], []byte(">"+closing), raw[t.end:])
 	}
 }
 

@@ -48,7 +48,7 @@ func CheckRequestHash(m *Message, request []byte) error {
 }
 
 // WithRequestHash returns resp with a requestHash header (the SHA-256 of
-// request) added to its X-Road header block, replacing none.
+// request) added to its X-Road header block.
 //
 // The element is inserted before the end tag of the SOAP Header, every
 // other byte of resp kept. A self-closing Header is opened to take it; a
@@ -116,7 +116,10 @@ func findHeaderEnd(resp []byte) (headerEdit, error) {
 	if err != nil {
 		return headerEdit{}, err
 	}
-	if hdr.kind != tokStart || hdr.name != (xml.Name{Space: NSEnvelope, Local: "Header"}) {
+	if hdr.kind != tokStart {
+		return headerEdit{}, s.faultAt(CodeMalformed, hdr.start, "its Envelope is empty")
+	}
+	if hdr.name != (xml.Name{Space: NSEnvelope, Local: "Header"}) {
 		// No Header: make one with the Envelope's own prefix, which is in
 		// scope right after the Envelope's start tag.
 		open, closing := "<Header>", "</Header>"
@@ -143,7 +146,10 @@ func findHeaderEnd(resp []byte) (headerEdit, error) {
 					return headerEdit{}, s.faultAt(CodeMalformed, hdr.start,
 						"its Header tag cannot be opened")
 				}
-				closing := "</" + qname(xml.Name{Space: hdr.prefix, Local: "Header"}) + ">"
+				closing := "</" + hdr.prefix + ":Header>"
+				if hdr.prefix == "" {
+					closing = "</Header>"
+				}
 				return headerEdit{from: hdr.end - 2, to: hdr.end, before: []byte(">"),
 					after: []byte(closing)}, nil
 			}

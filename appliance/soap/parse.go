@@ -199,11 +199,12 @@ func (p *parser) header() error {
 			err = p.xroadHeader(t)
 		case NSEnvelope:
 			err = p.s.faultAt(CodeMalformed, t.start,
-				"a SOAP envelope element <%s> is inside the Header; remove it", t.name.Local)
+				"a SOAP envelope element <%s> is inside the Header; remove it",
+				clip(t.name.Local))
 		case NSIdentifiers:
 			err = p.s.faultAt(CodeBadHeader, t.start,
 				"identifier element %s stands outside xroad:client and xroad:service; "+
-					"move it into one of them", t.name.Local)
+					"move it into one of them", clip(t.name.Local))
 		default:
 			// A header of another protocol: not ours to judge.
 			err = p.skip()
@@ -226,7 +227,8 @@ func (p *parser) xroadHeader(t token) error {
 				"xroad:service")
 	default:
 		return p.s.faultAt(CodeBadHeader, t.start,
-			"xroad:%s is not a header of the X-Road message protocol 4.0; remove it", name)
+			"xroad:%s is not a header of the X-Road message protocol 4.0; remove it",
+			clip(name))
 	}
 	if p.seen[name] {
 		return p.s.faultAt(CodeDuplicateHeader, t.start,
@@ -360,7 +362,7 @@ func (p *parser) identifier(t token, service bool) (ident.Service, error) {
 		if c.name.Space != NSIdentifiers || i < 0 {
 			return s, p.s.faultAt(CodeBadHeader, c.start,
 				"%s holds an unexpected element %s; it may hold only id:%s",
-				el, c.name.Local, strings.Join(fields, ", id:"))
+				el, clip(c.name.Local), strings.Join(fields, ", id:"))
 		}
 		if i < next {
 			return s, p.s.faultAt(CodeBadHeader, c.start,
@@ -471,7 +473,7 @@ func (p *parser) fault(t token) error {
 		if c.name.Space != "" || !known {
 			return p.s.faultAt(CodeMalformed, c.start,
 				"the Fault holds %s; SOAP 1.1 allows faultcode, faultstring, "+
-					"faultactor and detail, unqualified", n)
+					"faultactor and detail, unqualified", clip(n))
 		}
 		if seen[n] {
 			return p.s.faultAt(CodeMalformed, c.start, "the Fault holds %s twice", n)
@@ -630,7 +632,7 @@ func hasControl(s string) bool {
 // clip shortens a value quoted back in a fault, so that a fault never
 // carries much of what the sender sent.
 func clip(s string) string {
-	const max = 64
+	const max = 80
 	if len(s) <= max {
 		return s
 	}

@@ -1,6 +1,7 @@
 package soap
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,14 @@ func (r refusal) apply(t *testing.T, tmpl string) []byte {
 		s = strings.Replace(s, r.edits[i], r.edits[i+1], 1)
 	}
 	return []byte(s)
+}
+
+func manyAttrs(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, ` a%d="%d"`, i, i)
+	}
+	return b.String()
 }
 
 func deep(n int) string {
@@ -132,6 +141,10 @@ func TestParseRequestRefuses(t *testing.T) {
 		{"duplicate attribute by namespace", []string{xPin,
 			`<pin xmlns:a="urn:x" xmlns:b="urn:x" a:c="1" b:c="2"/>`}, Limits{},
 			CodeMalformed},
+		{"duplicate among many attributes", []string{xPin, "<pin" + manyAttrs(40) +
+			` a7="x"/>`}, Limits{}, CodeMalformed},
+		{"prefix declared twice", []string{xPin, `<pin xmlns:a="urn:x" xmlns:a="urn:y"/>`},
+			Limits{}, CodeMalformed},
 		{"empty prefixed namespace", []string{xPin, `<pin xmlns:a=""/>`}, Limits{},
 			CodeMalformed},
 		{"mismatched end tag", []string{"</pin>", "</nip>"}, Limits{}, CodeMalformed},
@@ -276,6 +289,10 @@ func TestParseRequestAccepts(t *testing.T) {
 		{"default namespace envelope", []string{xRootOpen, `<SOAP-ENV:Envelope ` +
 			`xmlns="` + NSEnvelope + `" xmlns:SOAP-ENV="` + NSEnvelope + `"`,
 			xBodyOpen, "<Body>", xBodyEnd, "</Body>"}, Limits{}, ""},
+		{"many attributes", []string{xPin, "<pin" + manyAttrs(40) + "/>"}, Limits{}, ""},
+		{"prefixes rebound in a foreign header", []string{xClient, `<f:h xmlns:f="urn:f" ` +
+			`xmlns:xrd="urn:other" xmlns:id="urn:other"><xrd:client/><xrd:id/></f:h>` +
+			xClient}, Limits{}, ""},
 		{"empty optional headers", []string{xUser, "<xrd:userId/>"}, Limits{}, ""},
 	}
 	tmpl := string(NewRequest(testHeader(), []byte(testBody)))

@@ -39,9 +39,6 @@ type token struct {
 	start, end int
 }
 
-// binding is one namespace declaration in scope.
-type binding struct{ prefix, uri string }
-
 // frame is one open element.
 type frame struct {
 	raw   xml.Name // the name as written, prefix in Space
@@ -58,7 +55,8 @@ type scanner struct {
 	base     int    // bytes skipped before the decoder's input (a BOM)
 	d        *xml.Decoder
 	maxDepth int
-	ns       []binding
+	ns       []string            // prefixes declared, innermost last
+	bound    map[string][]string // prefix to its namespaces, innermost last
 	stack    []frame
 	started  bool // a token other than the XML declaration was read
 }
@@ -99,10 +97,8 @@ func (s *scanner) lookup(prefix string) (string, bool) {
 	if prefix == "xml" {
 		return nsXML, true
 	}
-	for i := len(s.ns) - 1; i >= 0; i-- {
-		if s.ns[i].prefix == prefix {
-			return s.ns[i].uri, true
-		}
+	if uris := s.bound[prefix]; len(uris) > 0 {
+		return uris[len(uris)-1], true
 	}
 	if prefix == "" {
 		return "", true
@@ -147,7 +143,7 @@ func (s *scanner) next() (token, error) {
 			}
 			return token{}, s.faultAt(CodeMalformed, before,
 				"processing instruction <?%s?> is not allowed in a SOAP message "+
-					"(SOAP 1.1, section 3); remove it", t.Target)
+					"(SOAP 1.1, section 3); remove it", clip(t.Target))
 		case xml.CharData:
 			s.started = true
 			return token{kind: tokText, text: t, start: before, end: after}, nil
@@ -165,7 +161,12 @@ func (s *scanner) startElement(t xml.StartElement, before, after int) (token, er
 		return token{}, s.faultAt(CodeTooDeep, before,
 			"elements nest deeper than %d levels; flatten the message", s.maxDepth)
 	}
+	if n, dup := duplicate(t.Attr, func(a xml.Attr) xml.Name { return a.Name }); dup {
+		return token{}, s.faultAt(CodeMalformed, before,
+			"attribute %s appears twice on <%s>; keep one", qname(n), qname(t.Name))
+	}
 	nsLen := len(s.ns)
+	s.stack = append(s.stack, frame{raw: t.Name, nsLen: nsLen})
 	for _, a := range t.Attr {
 		switch {
 		case a.Name.Space == "" && a.Name.Local == "xmlns":
@@ -173,18 +174,16 @@ func (s *scanner) startElement(t xml.StartElement, before, after int) (token, er
 				return token{}, s.faultAt(CodeMalformed, before,
 					"the xml namespace cannot be the default namespace")
 			}
-			s.ns = append(s.ns, binding{"", a.Value})
+			s.bind("", a.Value)
 		case a.Name.Space == "xmlns":
 			if err := s.checkBinding(a.Name.Local, a.Value, before); err != nil {
-				s.ns = s.ns[:nsLen]
 				return token{}, err
 			}
 			if a.Name.Local != "xml" {
-				s.ns = append(s.ns, binding{a.Name.Local, a.Value})
+				s.bind(a.Name.Local, a.Value)
 			}
 		}
 	}
-	s.stack = append(s.stack, frame{raw: t.Name, nsLen: nsLen})
 
 	name, err := s.expand(t.Name, true, before)
 	if err != nil {
@@ -199,16 +198,55 @@ func (s *scanner) startElement(t xml.StartElement, before, after int) (token, er
 		if err != nil {
 			return token{}, err
 		}
-		for _, b := range tok.attrs {
-			if b.Name == n {
-				return token{}, s.faultAt(CodeMalformed, before,
-					"attribute %s appears twice on <%s>; keep one", a.Name.Local,
-					qname(t.Name))
-			}
-		}
 		tok.attrs = append(tok.attrs, xml.Attr{Name: n, Value: a.Value})
 	}
+	if n, dup := duplicate(tok.attrs, func(a xml.Attr) xml.Name { return a.Name }); dup {
+		return token{}, s.faultAt(CodeMalformed, before,
+			"attribute {%s}%s appears twice on <%s>; keep one", clip(n.Space),
+			clip(n.Local), qname(t.Name))
+	}
 	return tok, nil
+}
+
+// duplicate returns a name that two attributes share. A map is used past
+// a few attributes, so that a message of many attributes costs linear time.
+func duplicate(attrs []xml.Attr, name func(xml.Attr) xml.Name) (xml.Name, bool) {
+	if len(attrs) <= 8 {
+		for i := range attrs {
+			for j := i + 1; j < len(attrs); j++ {
+				if name(attrs[i]) == name(attrs[j]) {
+					return name(attrs[i]), true
+				}
+			}
+		}
+		return xml.Name{}, false
+	}
+	seen := make(map[xml.Name]bool, len(attrs))
+	for _, a := range attrs {
+		if seen[name(a)] {
+			return name(a), true
+		}
+		seen[name(a)] = true
+	}
+	return xml.Name{}, false
+}
+
+// bind declares prefix for the element opened last.
+func (s *scanner) bind(prefix, uri string) {
+	if s.bound == nil {
+		s.bound = map[string][]string{}
+	}
+	s.bound[prefix] = append(s.bound[prefix], uri)
+	s.ns = append(s.ns, prefix)
+}
+
+// unbind drops the declarations made after the first n.
+func (s *scanner) unbind(n int) {
+	for len(s.ns) > n {
+		p := s.ns[len(s.ns)-1]
+		s.bound[p] = s.bound[p][:len(s.bound[p])-1]
+		s.ns = s.ns[:len(s.ns)-1]
+	}
 }
 
 func (s *scanner) checkBinding(prefix, uri string, off int) error {
@@ -219,13 +257,13 @@ func (s *scanner) checkBinding(prefix, uri string, off int) error {
 		return s.faultAt(CodeMalformed, off, "the xml prefix cannot be rebound")
 	case prefix != "xml" && uri == nsXML:
 		return s.faultAt(CodeMalformed, off,
-			"the xml namespace cannot be bound to prefix %s", prefix)
+			"the xml namespace cannot be bound to prefix %s", clip(prefix))
 	case uri == "":
 		return s.faultAt(CodeMalformed, off,
 			"prefix %s is declared with an empty namespace, which XML 1.0 namespaces "+
-				"forbid; declare a namespace name", prefix)
+				"forbid; declare a namespace name", clip(prefix))
 	case strings.Contains(prefix, ":"):
-		return s.faultAt(CodeMalformed, off, "prefix %q contains a colon", prefix)
+		return s.faultAt(CodeMalformed, off, "prefix %q contains a colon", clip(prefix))
 	}
 	return nil
 }
@@ -244,7 +282,7 @@ func (s *scanner) expand(n xml.Name, element bool, off int) (xml.Name, error) {
 	if !ok {
 		return xml.Name{}, s.faultAt(CodeMalformed, off,
 			"prefix %s of <%s> is not declared; declare it with xmlns:%s",
-			n.Space, qname(n), n.Space)
+			clip(n.Space), qname(n), clip(n.Space))
 	}
 	return xml.Name{Space: uri, Local: n.Local}, nil
 }
@@ -265,7 +303,7 @@ func (s *scanner) endElement(t xml.EndElement, before, after int) (token, error)
 		return token{}, err
 	}
 	s.stack = s.stack[:len(s.stack)-1]
-	s.ns = s.ns[:top.nsLen]
+	s.unbind(top.nsLen)
 	return token{kind: tokEnd, name: name, prefix: t.Name.Space, start: before, end: after}, nil
 }
 
@@ -288,7 +326,7 @@ func (s *scanner) syntaxFault(err error, off int) *Fault {
 	}
 	return &Fault{Code: CodeMalformed, String: fmt.Sprintf(
 		"line %d: the XML is not well-formed (%s); send well-formed XML 1.0 in UTF-8",
-		se.Line, se.Msg)}
+		se.Line, clip(se.Msg))}
 }
 
 func isNameStart(c byte) bool {
@@ -296,12 +334,12 @@ func isNameStart(c byte) bool {
 		('A' <= c && c <= 'Z')
 }
 
-// qname returns a raw name as written.
+// qname returns a raw name as written, clipped for a fault's text.
 func qname(n xml.Name) string {
 	if n.Space == "" {
-		return n.Local
+		return clip(n.Local)
 	}
-	return n.Space + ":" + n.Local
+	return clip(n.Space + ":" + n.Local)
 }
 
 // isSpace reports whether b is XML white space only.

@@ -342,6 +342,8 @@ func TestWithRequestHashRefuses(t *testing.T) {
 		`<S:Envelope ` + env + `><S:Header>` + rh + rh + `</S:Header><S:Body/></S:Envelope>`,
 		`<!DOCTYPE x><S:Envelope ` + env + `><S:Header/><S:Body/></S:Envelope>`,
 		`<S:Envelope ` + env + `><S:Header><a></S:Header></S:Envelope>`,
+		`<S:Envelope ` + env + `/>`,
+		`<S:Envelope ` + env + `>  </S:Envelope>`,
 		"<S:Envelope " + env + "><S:Header>\xff</S:Header></S:Envelope>",
 	} {
 		_, err := WithRequestHash([]byte(resp), []byte("req"))
