@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,8 +30,25 @@ import (
 func main() {
 	configPath := flag.String("config", "/perm/qapi/qapi-server.json",
 		"the configuration `file` (docs/configuration.md)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to `file` until "+
+		"the server stops (for qapi-bench)")
 	flag.Parse()
-	if err := run(*configPath); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "qapi-server:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "qapi-server:", err)
+			os.Exit(1)
+		}
+	}
+	err := run(*configPath)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "qapi-server:", err)
 		os.Exit(1)
 	}

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/qapi-az/qapi/internal/sampleis"
+)
+
+// proc is a started program.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+}
+
+func start(name, bin string, logPath string, args ...string) (*proc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { cmd.Wait(); f.Close() }()
+	return &proc{name: name, cmd: cmd}, nil
+}
+
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for range 100 {
+		if p.cmd.ProcessState != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.cmd.Process.Kill()
+}
+
+// memory returns VmRSS and VmHWM of the process, in kB.
+func (p *proc) memory() (rss, hwm int, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		var v int
+		if _, err := fmt.Sscanf(s.Text(), "VmRSS: %d kB", &v); err == nil {
+			rss = v
+		}
+		if _, err := fmt.Sscanf(s.Text(), "VmHWM: %d kB", &v); err == nil {
+			hwm = v
+		}
+	}
+	return rss, hwm, s.Err()
+}
+
+func waitListening(addrs ...string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for _, a := range addrs {
+		for {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("nothing listens on %s after 20 s; see the logs", a)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func run(o options) error {
+	if o.size > 10240 {
+		return fmt.Errorf("-size %d is over the 10240 bytes of clause 5.2", o.size)
+	}
+	work, err := os.MkdirTemp("", "qapi-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Println("working folder:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	bin := o.bin
+	if bin == "" {
+		bin = filepath.Join(work, "bin")
+		if err := buildPrograms(bin); err != nil {
+			return err
+		}
+	}
+	c, p, isAddr, err := setup(work)
+	if err != nil {
+		return err
+	}
+	isProc, err := start("qapi-sampleis", filepath.Join(bin, "qapi-sampleis"),
+		filepath.Join(work, "sampleis.log"), "-listen", isAddr)
+	if err != nil {
+		return err
+	}
+	defer isProc.stop()
+	var servers []*proc
+	for _, n := range []*node{p, c} {
+		args := []string{"-config", filepath.Join(n.dir, "qapi-server.json")}
+		if o.cpuProfile != "" {
+			role := map[*node]string{c: "client", p: "provider"}[n]
+			args = append(args, "-cpuprofile", o.cpuProfile+"-"+role+".pprof")
+		}
+		sp, err := start("qapi-server "+n.code, filepath.Join(bin, "qapi-server"),
+			filepath.Join(n.dir, "server.log"), args...)
+		if err != nil {
+			return err
+		}
+		defer sp.stop()
+		servers = append(servers, sp)
+	}
+	if err := waitListening(isAddr, p.serverAddr, c.clientAddr); err != nil {
+		return err
+	}
+
+	chainURL := "http://" + c.clientAddr + "/"
+	isURL := "http://" + isAddr + "/"
+	host, _ := os.Hostname()
+	fmt.Printf("qapi-bench %s, %s/%s, %d CPUs, GOMAXPROCS %d, host %s\n",
+		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH,
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), host)
+	fmt.Printf("request %d bytes (searchPersons), message logging on, %d clients\n\n",
+		len(request(o.size, "x")), o.clients)
+
+	// Warm up connections and caches; not measured.
+	if _, err := load(chainURL, o.size, o.clients, 2*time.Second, 0); err != nil {
+		return err
+	}
+	for _, r := range []struct {
+		name  string
+		url   string
+		rate  int
+		dur   time.Duration
+		conc  int
+		label string
+	}{
+		{"chain", chainURL, 0, o.duration, o.clients, "IS -> client SS -> provider SS -> IS"},
+		{"direct", isURL, 0, o.duration, o.clients, "straight at the register"},
+		{"rate", chainURL, o.rate, o.rateDuration, o.clients,
+			fmt.Sprintf("%d requests/s through the chain", o.rate)},
+	} {
+		res, err := load(r.url, o.size, r.conc, r.dur, r.rate)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-7s %-38s %s\n", r.name, r.label, res)
+	}
+	fmt.Println()
+	for _, sp := range servers {
+		rss, hwm, err := sp.memory()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-18s VmRSS %6.1f MB  VmHWM %6.1f MB\n", sp.name, float64(rss)/1024,
+			float64(hwm)/1024)
+	}
+	return nil
+}
+
+var seq atomic.Int64
+
+// request returns a searchPersons request of exactly size bytes (or the
+// smallest possible when size is smaller) with a fresh message id.
+func request(size int, id string) []byte {
+	h := sampleis.Header{Client: client, Service: service, ID: id, UserID: "AZ0000001"}
+	q := sampleis.Search{Surname: "Əliyev", MaxResults: 1}
+	base := sampleis.SearchPersonsRequest(h, q)
+	if pad := size - len(base) - len("<pr:purpose></pr:purpose>"); pad > 0 {
+		q.Purpose = strings.Repeat("a", pad)
+	}
+	return sampleis.SearchPersonsRequest(h, q)
+}
+
+type result struct {
+	n, errors int
+	elapsed   time.Duration
+	lat       []time.Duration
+	firstErr  string
+}
+
+func (r result) String() string {
+	if len(r.lat) == 0 {
+		return "no successful request: " + r.firstErr
+	}
+	slices.Sort(r.lat)
+	q := func(f float64) float64 {
+		return float64(r.lat[int(f*float64(len(r.lat)-1))].Microseconds()) / 1000
+	}
+	s := fmt.Sprintf("%7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  max %7.2f ms  (%d ok",
+		float64(r.n)/r.elapsed.Seconds(), q(0.5), q(0.99), q(1), r.n)
+	if r.errors > 0 {
+		s += fmt.Sprintf(", %d failed: %s", r.errors, r.firstErr)
+	}
+	return s + ")"
+}
+
+// load sends requests from conc goroutines for dur; with rate > 0 it
+// starts rate requests a second on a fixed schedule instead, each on a
+// free goroutine, measuring from its scheduled start.
+func load(url string, size, conc int, dur time.Duration, rate int) (result, error) {
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2,
+		MaxIdleConns: conc * 2}, Timeout: 30 * time.Second}
+	defer hc.CloseIdleConnections()
+	var (
+		mu  sync.Mutex
+		res result
+	)
+	one := func(scheduled time.Time) {
+		id := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), seq.Add(1))
+		body := request(size, id)
+		t0 := time.Now()
+		if !scheduled.IsZero() {
+			t0 = scheduled
+		}
+		resp, err := hc.Post(url, "text/xml; charset=utf-8", bytes.NewReader(body))
+		var msg string
+		if err != nil {
+			msg = err.Error()
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				msg = fmt.Sprintf("HTTP %d: %.200s", resp.StatusCode, b)
+			}
+		}
+		d := time.Since(t0)
+		mu.Lock()
+		if msg != "" {
+			res.errors++
+			if res.firstErr == "" {
+				res.firstErr = msg
+			}
+		} else {
+			res.n++
+			res.lat = append(res.lat, d)
+		}
+		mu.Unlock()
+	}
+	start := time.Now()
+	end := start.Add(dur)
+	var wg sync.WaitGroup
+	if rate > 0 {
+		interval := time.Second / time.Duration(rate)
+		sem := make(chan struct{}, conc)
+		for next := start; next.Before(end); next = next.Add(interval) {
+			time.Sleep(time.Until(next))
+			sem <- struct{}{}
+			wg.Go(func() { one(next); <-sem })
+		}
+	} else {
+		for range conc {
+			wg.Go(func() {
+				for time.Now().Before(end) {
+					one(time.Time{})
+				}
+			})
+		}
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res, nil
+}
