@@ -102,7 +102,8 @@ func TestKillNine(t *testing.T) {
 
 		l := openTest(t, path, key)
 		found := map[string]bool{}
-		if err := l.Entries(0, 0, func(e *Entry) error { found[e.MessageID] = true; return nil }); err != nil {
+		err = l.Entries(0, 0, func(e *Entry) error { found[e.MessageID] = true; return nil })
+		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		count, err := l.Verify()
