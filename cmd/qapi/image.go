@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	"github.com/qapi-az/qapi/gokrazy"
+	"github.com/qapi-az/qapi/images"
+)
+
+func init() {
+	register("image", command{
+		summary: "build the appliance disk image: qapi image build -o disk.img -size 2G",
+		run:     runImage,
+	})
+}
+
+func runImage(args []string) int {
+	if len(args) == 0 || args[0] != "build" {
+		fmt.Fprintln(os.Stderr, "usage: qapi image build -o disk.img [-size 2G] [flags]")
+		return 2
+	}
+	fs := flag.NewFlagSet("qapi image build", flag.ContinueOnError)
+	out := fs.String("o", "disk.img", "disk image `file` to write")
+	size := fs.String("size", "2G", "disk size (bytes, or with a K, M, G suffix)")
+	server := fs.String("server", gokrazy.ServerPackage,
+		"Go package of the security server program")
+	config := fs.String("config", "", "server configuration `file`, installed as "+
+		serverConfigPath)
+	module := fs.String("module", ".", "directory of the qapi module to build from")
+	cache := fs.String("cache", images.DefaultCacheDir, "kernel package cache `dir`")
+	kernelDeb := fs.String("kernel-deb", "", "Debian kernel `package` file to use "+
+		"instead of downloading linux-image-amd64")
+	diskID := fs.String("disk-id", images.DefaultDiskID, "seed of the disk's GUIDs")
+	version := fs.String("version", "dev", "version named in the boot menu")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	n, err := parseSize(*size)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "qapi image build: -size: %v\n", err)
+		return 2
+	}
+	c := images.Config{
+		Output:    *out,
+		Size:      n,
+		ModuleDir: *module,
+		CacheDir:  *cache,
+		KernelDeb: *kernelDeb,
+		DiskID:    *diskID,
+		Version:   *version,
+		Progress:  os.Stderr,
+	}
+	cfgPath := ""
+	if *config != "" {
+		b, err := os.ReadFile(*config)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "qapi image build: -config: %v\n", err)
+			return 1
+		}
+		c.Files = map[string][]byte{serverConfigPath: b}
+		cfgPath = serverConfigPath
+	}
+	c.Instance = gokrazy.Default(*server, cfgPath)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := images.Build(ctx, c)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "qapi image build: %v\n", err)
+		return 1
+	}
+	fmt.Printf("%s: %d bytes, kernel %s, root %d bytes, initramfs %d bytes\n",
+		*out, n, res.Kernel, res.RootBytes, res.InitBytes)
+	return 0
+}
+
+// serverConfigPath is where the image carries the server's configuration.
+const serverConfigPath = "/etc/qapi/server.json"
+
+// parseSize parses 2G, 512M, 1048576.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("malformed size %q: want for example 2G or 1536M", s)
+	}
+	return n * mult, nil
+}
