@@ -297,8 +297,12 @@ func TestCertificateRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := pkix.Name{CommonName: "AZ/GOV/1400057421", SerialNumber: "AZ/GOV/1400057421",
-		Organization: []string{"Azərbaycan Respublikası Vergilər Nazirliyi"}, Country: []string{"AZ"}}
+	subject := pkix.Name{
+		CommonName:   "AZ/GOV/1400057421",
+		SerialNumber: "AZ/GOV/1400057421",
+		Organization: []string{"Azərbaycan Respublikası Vergilər Nazirliyi"},
+		Country:      []string{"AZ"},
+	}
 	der, err := CertificateRequest(k, subject)
 	if err != nil {
 		t.Fatal(err)

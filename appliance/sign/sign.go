@@ -314,8 +314,9 @@ func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, err
 	}, nil
 }
 
-// verifyCertificate builds the signer's chain to roots at the signing time
-// and at now, checks its key usage and returns the chain at now.
+// verifyCertificate builds the signer's chain to roots at now, requires it
+// valid at the signing time too, checks the key usage and returns the
+// chain.
 func verifyCertificate(signed *cms.Signed, now time.Time, roots *x509.CertPool) (
 	[]*x509.Certificate, error) {
 	inter := x509.NewCertPool()
@@ -324,24 +325,30 @@ func verifyCertificate(signed *cms.Signed, now time.Time, roots *x509.CertPool) 
 			inter.AddCert(c)
 		}
 	}
+	chains, err := signed.Signer.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		CurrentTime:   now,
+		// A signing certificate needs no extended key usage; its key usage
+		// is checked below.
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certificate of %s now: %w", signed.Signer.Subject, err)
+	}
+	// The chain must also have been valid when the message was signed.
+	// Checking the validity periods of a chain built now does that without
+	// verifying every certificate's signature a second time.
 	var chain []*x509.Certificate
-	for _, at := range []struct {
-		what string
-		t    time.Time
-	}{{"at the signing time", signed.SigningTime}, {"now", now}} {
-		chains, err := signed.Signer.Verify(x509.VerifyOptions{
-			Roots:         roots,
-			Intermediates: inter,
-			CurrentTime:   at.t,
-			// A signing certificate needs no extended key usage; its key
-			// usage is checked below.
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("certificate of %s %s: %w", signed.Signer.Subject, at.what,
-				err)
+	for _, c := range chains {
+		if validAt(c, signed.SigningTime) {
+			chain = c
+			break
 		}
-		chain = chains[0]
+	}
+	if chain == nil {
+		return nil, fmt.Errorf("certificate of %s or its issuer was not valid at the "+
+			"signing time %s", signed.Signer.Subject, signed.SigningTime.Format(time.RFC3339))
 	}
 	const sigUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
 	if signed.Signer.KeyUsage&sigUsage == 0 {
@@ -353,4 +360,14 @@ func verifyCertificate(signed *cms.Signed, now time.Time, roots *x509.CertPool) 
 		chain = append(chain, chain[0])
 	}
 	return chain, nil
+}
+
+// validAt reports whether every certificate of chain is valid at t.
+func validAt(chain []*x509.Certificate, t time.Time) bool {
+	for _, c := range chain {
+		if t.Before(c.NotBefore) || t.After(c.NotAfter) {
+			return false
+		}
+	}
+	return true
 }

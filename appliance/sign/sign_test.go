@@ -259,56 +259,70 @@ func TestVerifyRefuses(t *testing.T) {
 		ct   string
 		opts func(*VerifyOptions)
 		code string
+		// detail, when set, must appear in the fault's detail: it shows
+		// which check refused.
+		detail string
 	}
 	b, c := sign(&Signer{Key: otherMember.Key, Cert: otherMember.Cert})
 	cases := []tc{
-		{"wrong member", b, c, nil, soap.CodeSignerMismatch},
+		{"wrong member", b, c, nil, soap.CodeSignerMismatch, ""},
 		{"expected member differs", body, ct,
-			func(o *VerifyOptions) { o.Member = provider }, soap.CodeSignerMismatch},
+			func(o *VerifyOptions) { o.Member = provider }, soap.CodeSignerMismatch, ""},
 	}
 	b, c = sign(expired)
-	cases = append(cases, tc{"expired certificate", b, c, nil, soap.CodeBadCertificate})
+	cases = append(cases, tc{"expired certificate", b, c, nil, soap.CodeBadCertificate,
+		"expired"})
 	cases = append(cases, tc{"certificate expired by now", body, ct,
-		func(o *VerifyOptions) { o.Now = now.AddDate(2, 0, 0) }, soap.CodeBadCertificate})
+		func(o *VerifyOptions) { o.Now = now.AddDate(2, 0, 0) }, soap.CodeBadCertificate,
+		"expired"})
+	b, c, err = f.signer.Sign(request, now.Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, tc{"signed before the certificate was valid", b, c, nil,
+		soap.CodeBadCertificate, "signing time"})
 	b, c = sign(&Signer{Key: untrusted.Key, Cert: untrusted.Cert})
-	cases = append(cases, tc{"untrusted CA", b, c, nil, soap.CodeBadCertificate})
+	cases = append(cases, tc{"untrusted CA", b, c, nil, soap.CodeBadCertificate,
+		"unknown authority"})
 	b, c = sign(wrongUsage)
-	cases = append(cases, tc{"wrong key usage", b, c, nil, soap.CodeBadCertificate})
+	cases = append(cases, tc{"wrong key usage", b, c, nil, soap.CodeBadCertificate,
+		"nonRepudiation"})
 	b, c = sign(&Signer{Key: auth.Key, Cert: auth.Cert})
 	cases = append(cases, tc{"authentication certificate", b, c, nil,
-		soap.CodeBadCertificate})
+		soap.CodeBadCertificate, ""})
 	b, c = sign(noMember)
 	cases = append(cases, tc{"certificate names no member", b, c, nil,
-		soap.CodeBadCertificate})
+		soap.CodeBadCertificate, ""})
 	cases = append(cases, []tc{
 		{"OCSP check refuses", body, ct, func(o *VerifyOptions) {
 			o.CheckOCSP = func(_, _ *x509.Certificate, _ []byte) error {
 				return errors.New("revoked")
 			}
-		}, soap.CodeBadCertificate},
+		}, soap.CodeBadCertificate, ""},
 		{"tampered SOAP byte", replaceSOAP(t, body, request, tamperedSOAP), ct, nil,
-			soap.CodeBadSignature},
+			soap.CodeBadSignature, "messageDigest"},
 		{"tampered part header", bytes.Replace(body, []byte("charset=UTF-8"),
-			[]byte("charset=utf-8"), 1), ct, nil, soap.CodeBadSignature},
-		{"tampered signature", tamperedSig, ct, nil, soap.CodeBadSignature},
-		{"truncated multipart", body[:len(body)-10], ct, nil, soap.CodeMalformed},
-		{"truncated in the first part", body[:200], ct, nil, soap.CodeMalformed},
+			[]byte("charset=utf-8"), 1), ct, nil, soap.CodeBadSignature, ""},
+		{"tampered signature", tamperedSig, ct, nil, soap.CodeBadSignature,
+			"signature does not verify"},
+		{"truncated multipart", body[:len(body)-10], ct, nil, soap.CodeMalformed, ""},
+		{"truncated in the first part", body[:200], ct, nil, soap.CodeMalformed, ""},
 		{"third part", bytes.Replace(body, []byte(boundaryOf(ct)+"--"),
-			[]byte(boundaryOf(ct)), 1), ct, nil, soap.CodeMalformed},
-		{"trailing data", append(bytes.Clone(body), "x"...), ct, nil, soap.CodeMalformed},
-		{"preamble", append([]byte("preamble\r\n"), body...), ct, nil, soap.CodeMalformed},
+			[]byte(boundaryOf(ct)), 1), ct, nil, soap.CodeMalformed, ""},
+		{"trailing data", append(bytes.Clone(body), "x"...), ct, nil, soap.CodeMalformed, ""},
+		{"preamble", append([]byte("preamble\r\n"), body...), ct, nil, soap.CodeMalformed, ""},
 		{"LF framing", bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), ct, nil,
-			soap.CodeMalformed},
+			soap.CodeMalformed, ""},
 		{"wrong boundary", body, strings.Replace(ct, "qapi-", "qapj-", 1), nil,
-			soap.CodeMalformed},
-		{"not multipart/signed", body, "text/xml; charset=UTF-8", nil, soap.CodeMalformed},
+			soap.CodeMalformed, ""},
+		{"not multipart/signed", body, "text/xml; charset=UTF-8", nil, soap.CodeMalformed, ""},
 		{"wrong micalg", body, strings.Replace(ct, "sha-256", "sha1", 1), nil,
-			soap.CodeMalformed},
+			soap.CodeMalformed, ""},
 		{"wrong protocol", body, strings.Replace(ct, "pkcs7-signature", "pgp-signature", 1),
-			nil, soap.CodeMalformed},
+			nil, soap.CodeMalformed, ""},
 		{"oversize", body, ct, func(o *VerifyOptions) { o.MaxBytes = len(body) - 1 },
-			soap.CodeSizeExceeded},
-		{"no roots", body, ct, func(o *VerifyOptions) { o.Roots = nil }, soap.CodeInternal},
+			soap.CodeSizeExceeded, ""},
+		{"no roots", body, ct, func(o *VerifyOptions) { o.Roots = nil }, soap.CodeInternal, ""},
 	}...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -326,6 +340,9 @@ func TestVerifyRefuses(t *testing.T) {
 			}
 			if flt.Code != tc.code {
 				t.Errorf("code %s (%v), want %s", flt.Code, err, tc.code)
+			}
+			if !strings.Contains(flt.Detail, tc.detail) {
+				t.Errorf("detail %q does not mention %q", flt.Detail, tc.detail)
 			}
 			if bytes.Contains([]byte(flt.String+flt.Detail), []byte("soap:Body")) {
 				t.Error("the fault echoes the message body")
