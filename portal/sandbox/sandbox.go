@@ -1,0 +1,497 @@
+// Package sandbox runs a whole exchange on one machine, on loopback: the
+// operator's portal with the 33 agencies and 63 information systems of
+// appendix 1 in its registry, two security servers of two of those
+// agencies registered through the real flow (keys generated, certificate
+// requests approved by the operator, registration approved, configuration
+// fetched and verified), and the sample information system behind the
+// provider's server.
+//
+// The member codes it gives the agencies are made up (99000000NN): the
+// decision lists no tax numbers.
+package sandbox
+
+import (
+	"context"
+	"crypto/x509"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/globalconf"
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/appliance/manage"
+	"github.com/qapi-az/qapi/appliance/ocsp"
+	"github.com/qapi-az/qapi/appliance/server"
+	"github.com/qapi-az/qapi/appliance/timestamp"
+	"github.com/qapi-az/qapi/internal/sampleis"
+	"github.com/qapi-az/qapi/portal"
+	"github.com/qapi-az/qapi/portal/registry"
+)
+
+//go:embed appendix1-systems.tsv
+var appendix1 string
+
+// System is one information system of appendix 1.
+type System struct {
+	// Number is the appendix's number, AGENCY.SYSTEM, e.g. 2.1.
+	Number string
+	Agency string
+	Name   string
+}
+
+// Appendix1 returns the 63 systems of appendix 1 in order.
+func Appendix1() ([]System, error) {
+	var out []System
+	for i, line := range strings.Split(strings.TrimSpace(appendix1), "\n") {
+		if i == 0 {
+			continue // the header
+		}
+		f := strings.Split(strings.TrimRight(line, "\r"), "\t")
+		if len(f) != 3 || !strings.Contains(f[0], ".") {
+			return nil, fmt.Errorf("appendix 1 line %d is not NUMBER, AGENCY, SYSTEM", i+1)
+		}
+		out = append(out, System{Number: f[0], Agency: f[1], Name: f[2]})
+	}
+	return out, nil
+}
+
+// Instance is the sandbox's production instance.
+const Instance = "AZ"
+
+// MemberOf returns the made-up member of the agency with appendix number n
+// (the part of a system's number before the dot).
+func MemberOf(agency string) ident.Client {
+	return ident.Client{Instance: Instance, MemberClass: "GOV",
+		MemberCode: fmt.Sprintf("99%08s", agency)}
+}
+
+// SubsystemOf returns the subsystem of the system numbered number.
+func SubsystemOf(number string) ident.Client {
+	c := MemberOf(number[:strings.IndexByte(number, '.')])
+	c.SubsystemCode = "IS" + number
+	return c
+}
+
+// Systems the two security servers serve: the police's central
+// information system asks the population register of the Ministry of
+// Justice, which the sample information system stands in for.
+const (
+	ClientSystem   = "1.2"
+	ProviderSystem = "2.1"
+)
+
+// Options configure a sandbox.
+type Options struct {
+	// Dir holds all state; a fresh temporary folder when empty.
+	Dir string
+	// FetchInterval is how often the servers fetch the global
+	// configuration; 5 seconds when 0.
+	FetchInterval time.Duration
+}
+
+// Node is one security server of the sandbox.
+type Node struct {
+	Member    ident.Client
+	Subsystem ident.Client
+	Code      string
+	Manager   *manage.Manager
+	Server    *server.Server
+	Fetcher   *globalconf.Fetcher
+	Stapler   *ocsp.Stapler
+	// ManageConn is the connection file of its management API.
+	ManageConn string
+}
+
+// ClientURL is where the node's information systems send requests.
+func (n *Node) ClientURL() string {
+	return "http://" + n.Server.Addr(server.RoleClientHTTP) + "/"
+}
+
+// Sandbox is a running sandbox.
+type Sandbox struct {
+	Dir       string
+	Portal    *portal.Portal
+	PublicURL string
+	// OperatorConn is the operator API's connection file.
+	OperatorConn string
+	Operator     *portal.Client
+	Client       *Node
+	Provider     *Node
+	// ISURL is the sample information system's address.
+	ISURL string
+
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	closers     []func()
+	closePortal func()
+}
+
+// GetPersonRequest returns a getPerson request from the client system to
+// the provider's population register, for the given message id.
+func (s *Sandbox) GetPersonRequest(id string) []byte {
+	svc := ident.Service{Client: s.Provider.Subsystem, ServiceCode: sampleis.CodeGetPerson}
+	fin := sampleis.Persons()[0].FIN
+	return sampleis.GetPersonRequest(sampleis.Header{Client: s.Client.Subsystem,
+		Service: svc, ID: id, UserID: "AZ0000001"}, fin)
+}
+
+// Start builds and starts the sandbox. Close stops it.
+func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
+	if opts.FetchInterval == 0 {
+		opts.FetchInterval = 5 * time.Second
+	}
+	if opts.Dir == "" {
+		if opts.Dir, err = os.MkdirTemp("", "qapi-sandbox-"); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s = &Sandbox{Dir: opts.Dir, cancel: cancel}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := s.startPortal(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadAppendix1(ctx); err != nil {
+		return nil, err
+	}
+	is := &http.Server{Handler: sampleis.New(), ReadHeaderTimeout: 10 * time.Second}
+	isURL, err := s.serve(is, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.ISURL = isURL
+
+	if s.Provider, err = s.startNode(ctx, ProviderSystem, "ss-justice", opts,
+		func(c *server.Config, n *Node) {
+			c.Services = []server.ServiceConfig{{Provider: n.Subsystem.String(),
+				URL: s.ISURL, WSDL: s.ISURL + "/?wsdl"}}
+			for _, code := range []string{sampleis.CodeGetPerson, sampleis.CodeSearchPersons} {
+				svc := ident.Service{Client: n.Subsystem, ServiceCode: code}
+				c.AccessRights = append(c.AccessRights, server.AccessRight{
+					Service: svc.String(),
+					Subject: "subsystem:" + SubsystemOf(ClientSystem).String()})
+			}
+		}); err != nil {
+		return nil, fmt.Errorf("provider's security server: %w", err)
+	}
+	if s.Client, err = s.startNode(ctx, ClientSystem, "ss-police", opts, nil); err != nil {
+		return nil, fmt.Errorf("client's security server: %w", err)
+	}
+	// Both servers must see each other: one more publication and fetch.
+	if err := s.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Refresh publishes a new configuration and has both servers fetch it at
+// once, instead of waiting for their next interval.
+func (s *Sandbox) Refresh(ctx context.Context) error {
+	if err := s.Operator.Do(ctx, "POST", "/api/publish", nil, nil); err != nil {
+		return err
+	}
+	for _, n := range []*Node{s.Provider, s.Client} {
+		if n == nil {
+			continue
+		}
+		if err := n.Fetcher.Refresh(ctx); err != nil {
+			return fmt.Errorf("%s fetching the configuration: %w", n.Code, err)
+		}
+	}
+	return nil
+}
+
+// serve serves h on a fresh loopback port and returns its URL.
+func (s *Sandbox) serve(h *http.Server, ln net.Listener) (string, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "", err
+		}
+	}
+	scheme := "http"
+	if h.TLSConfig != nil {
+		scheme = "https"
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if h.TLSConfig != nil {
+			h.ServeTLS(ln, "", "")
+		} else {
+			h.Serve(ln)
+		}
+	}()
+	s.closers = append(s.closers, func() { h.Close() })
+	return scheme + "://" + ln.Addr().String(), nil
+}
+
+func (s *Sandbox) startPortal(ctx context.Context) error {
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	s.PublicURL = "http://" + pl.Addr().String()
+	p, err := portal.Open(portal.Options{Dir: filepath.Join(s.Dir, "portal"),
+		PublicURL: s.PublicURL, Instances: []string{Instance, Instance + "-TEST"}})
+	if err != nil {
+		pl.Close()
+		return err
+	}
+	s.Portal = p
+	s.closePortal = func() { p.Close() }
+	if _, err := s.serve(&http.Server{Handler: p.PublicHandler(),
+		ReadHeaderTimeout: 10 * time.Second}, pl); err != nil {
+		return err
+	}
+
+	ol, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	token := portal.NewToken()
+	cfg, conn, err := p.OperatorTLS("https://"+ol.Addr().String(), token,
+		[]string{"127.0.0.1", "localhost"})
+	if err != nil {
+		ol.Close()
+		return err
+	}
+	if _, err := s.serve(&http.Server{Handler: p.OperatorHandler(token), TLSConfig: cfg,
+		ReadHeaderTimeout: 10 * time.Second}, ol); err != nil {
+		return err
+	}
+	s.OperatorConn = filepath.Join(s.Dir, "portal", "operator.json")
+	if err := portal.WriteConn(s.OperatorConn, conn); err != nil {
+		return err
+	}
+	if s.Operator, err = portal.NewClient(conn); err != nil {
+		return err
+	}
+	if err := p.Publisher.PublishAll(); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); p.Run(ctx) }()
+	return nil
+}
+
+// loadAppendix1 registers the agencies of appendix 1 as members with their
+// systems as subsystems, as the operator does for participants connected
+// by the decision itself.
+func (s *Sandbox) loadAppendix1(ctx context.Context) error {
+	systems, err := Appendix1()
+	if err != nil {
+		return err
+	}
+	members := map[ident.Client]*registry.Member{}
+	var order []ident.Client
+	for _, sys := range systems {
+		sub := SubsystemOf(sys.Number)
+		m := sub.Member()
+		if members[m] == nil {
+			members[m] = &registry.Member{ID: m, Name: sys.Agency,
+				Status: "central-executive-body"}
+			order = append(order, m)
+		}
+		members[m].Subsystems = append(members[m].Subsystems,
+			registry.Subsystem{Code: sub.SubsystemCode, Name: sys.Name})
+	}
+	for _, m := range order {
+		if err := s.Operator.Do(ctx, "POST", "/api/members", members[m], nil); err != nil {
+			return fmt.Errorf("register %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// freeAddr reserves a loopback port for a server-side proxy, whose address
+// must be registered before the proxy starts.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startNode brings up the security server of the agency owning system
+// through the registration flow of clause 4.1.2.
+func (s *Sandbox) startNode(ctx context.Context, system, code string, opts Options,
+	configure func(*server.Config, *Node)) (*Node, error) {
+	dir := filepath.Join(s.Dir, code)
+	n := &Node{Subsystem: SubsystemOf(system), Code: code}
+	n.Member = n.Subsystem.Member()
+	store, err := keys.NewFileStore(filepath.Join(dir, "keys"))
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { store.Close() })
+	if n.Manager, err = manage.Open(manage.Options{Dir: filepath.Join(dir, "manage"),
+		Keys: store}); err != nil {
+		return nil, err
+	}
+
+	// The management API on the internal interface, for 'qapi register'.
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, token, err := n.Manager.APIListener("https://"+ml.Addr().String(),
+		[]string{"127.0.0.1", "localhost"})
+	if err != nil {
+		ml.Close()
+		return nil, err
+	}
+	n.ManageConn = filepath.Join(dir, "manage", "manage.json")
+	if _, err := s.serve(&http.Server{Handler: n.Manager.Handler(token), TLSConfig: tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second}, ml); err != nil {
+		return nil, err
+	}
+
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Manager.Configure(manage.Identity{Owner: n.Member, Code: code,
+		Address: addr, Clients: []ident.Client{n.Member, n.Subsystem}}); err != nil {
+		return nil, err
+	}
+	var anchor json.RawMessage
+	if err := s.Operator.Do(ctx, "GET", "/api/anchor/"+Instance, nil, &anchor); err != nil {
+		return nil, err
+	}
+	if _, err := n.Manager.InstallAnchor(anchor); err != nil {
+		return nil, err
+	}
+	authID, sigID, err := n.Manager.SubmitRequests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range []uint64{authID, sigID} {
+		if err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/csrs/%d/approve", id), nil,
+			nil); err != nil {
+			return nil, fmt.Errorf("operator approving certificate request %d: %w", id, err)
+		}
+	}
+	if done, err := n.Manager.FetchCertificates(ctx); err != nil || !done {
+		return nil, fmt.Errorf("fetch the issued certificates: %v (all imported: %v)", err,
+			done)
+	}
+	reg, err := n.Manager.Register(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/servers/%d/approve", reg.ID),
+		nil, nil); err != nil {
+		return nil, fmt.Errorf("operator approving registration %d: %w", reg.ID, err)
+	}
+	if err := s.Operator.Do(ctx, "POST", "/api/publish", nil, nil); err != nil {
+		return nil, err
+	}
+
+	a, err := globalconf.LoadAnchor(n.Manager.AnchorPath())
+	if err != nil {
+		return nil, err
+	}
+	if n.Fetcher, err = globalconf.NewFetcher(globalconf.FetcherOptions{Anchor: a,
+		Path: filepath.Join(dir, "globalconf.json"), Interval: opts.FetchInterval}); err != nil {
+		return nil, err
+	}
+	if err := n.Fetcher.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	conf, _ := n.Fetcher.Current()
+	sigCert, _, err := n.Manager.SigningCertificate()
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509Issuer(conf)
+	if err != nil {
+		return nil, err
+	}
+	if n.Stapler, err = ocsp.NewStapler(sigCert, ca, ocsp.StaplerOptions{}); err != nil {
+		return nil, err
+	}
+	if _, err := n.Stapler.Response(); err != nil {
+		return nil, err
+	}
+	checker := &ocsp.Checker{Source: n.Fetcher}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); n.Fetcher.Run(ctx) }()
+	go func() { defer s.wg.Done(); n.Stapler.Run(ctx) }()
+
+	tsaRoots, err := conf.CAPool()
+	if err != nil {
+		return nil, err
+	}
+	cfg := &server.Config{
+		Identity: server.Identity{Member: n.Member.String(), ServerCode: code,
+			Clients: []string{n.Member.String(), n.Subsystem.String()}},
+		Listen: server.Listen{ClientHTTP: "127.0.0.1:0", Server: addr},
+		TLS: server.TLSFiles{AuthCert: n.Manager.CertPath(keys.Authentication),
+			SigningCert: n.Manager.CertPath(keys.Signing)},
+		KeyDir:     store.Dir(),
+		MessageLog: filepath.Join(dir, "messagelog.db"),
+		ConfigDB:   filepath.Join(dir, "config.db"),
+		LogLevel:   "warn",
+	}
+	if configure != nil {
+		configure(cfg, n)
+	}
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	n.Server, err = server.New(cfg, server.Options{Keys: store, Source: n.Fetcher,
+		OCSP: n.Stapler.Response, CheckOCSP: checker.Check,
+		Stamper: &timestamp.Client{URL: conf.TSAs[0].URL, Roots: tsaRoots}})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Server.Start(); err != nil {
+		n.Server.Shutdown(context.Background())
+		return nil, err
+	}
+	srv := n.Server
+	s.closers = append(s.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	return n, nil
+}
+
+// Close stops everything the sandbox started, newest first.
+func (s *Sandbox) Close() error {
+	s.cancel()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.wg.Wait()
+	if s.closePortal != nil {
+		s.closePortal()
+	}
+	return nil
+}
+
+// x509Issuer returns the certification centre of the configuration, the
+// issuer of every certificate in the sandbox.
+func x509Issuer(c *globalconf.Conf) (*x509.Certificate, error) {
+	if c == nil || len(c.CAs) == 0 {
+		return nil, errors.New("the global configuration names no certification centre")
+	}
+	return x509.ParseCertificate(c.CAs[0].Cert)
+}

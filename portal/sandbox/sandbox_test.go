@@ -1,0 +1,114 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/qapi-az/qapi/appliance/soap"
+	"github.com/qapi-az/qapi/portal"
+	"github.com/qapi-az/qapi/portal/registry"
+)
+
+func TestAppendix1(t *testing.T) {
+	systems, err := Appendix1()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agencies := map[string]bool{}
+	for _, s := range systems {
+		agencies[s.Agency] = true
+	}
+	if len(systems) != 63 || len(agencies) != 33 {
+		t.Errorf("appendix 1 has %d systems of %d agencies, want 63 of 33", len(systems),
+			len(agencies))
+	}
+}
+
+func post(t *testing.T, url string, body []byte) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "text/xml; charset=utf-8", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestExchange starts from an empty state: the portal, the appendix 1
+// registry, two servers registered through the real flow; then the first
+// exchange succeeds, a block stops the next one within one configuration
+// refresh, and a revoked signing certificate stops exchanges.
+func TestExchange(t *testing.T) {
+	ctx := context.Background()
+	s, err := Start(ctx, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var members []registry.Member
+	if err := s.Operator.Do(ctx, "GET", "/api/members", nil, &members); err != nil {
+		t.Fatal(err)
+	}
+	subsystems := 0
+	for _, m := range members {
+		if m.ID.Instance == Instance {
+			subsystems += len(m.Subsystems)
+		}
+	}
+	if subsystems != 63 {
+		t.Errorf("the registry holds %d information systems, want 63", subsystems)
+	}
+
+	status, body := post(t, s.Client.ClientURL(), s.GetPersonRequest("sandbox-1"))
+	if status != http.StatusOK || strings.Contains(body, "Fault") {
+		t.Fatalf("first exchange: HTTP %d\n%s", status, body)
+	}
+
+	// Clause 3.7: block the client; the next refresh refuses its traffic.
+	if err := s.Operator.Do(ctx, "POST", "/api/block", portal.BlockRequest{
+		Client: s.Client.Subsystem, Clause: "3.7.1", Reason: "flooding"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, body = post(t, s.Client.ClientURL(), s.GetPersonRequest("sandbox-2"))
+	if !strings.Contains(body, soap.CodeBlocked) {
+		t.Errorf("exchange of a blocked client answered:\n%s", body)
+	}
+	if err := s.Operator.Do(ctx, "POST", "/api/unblock", portal.BlockRequest{
+		Client: s.Client.Subsystem}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := post(t, s.Client.ClientURL(), s.GetPersonRequest("sandbox-3")); status !=
+		http.StatusOK || strings.Contains(body, "Fault") {
+		t.Fatalf("exchange after unblocking: HTTP %d\n%s", status, body)
+	}
+
+	// Revocation of the client's signing certificate: its server learns
+	// it at its next OCSP refresh and can no longer sign.
+	cert, _, err := s.Client.Manager.SigningCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Operator.Do(ctx, "POST", "/api/certs/"+cert.SerialNumber.Text(16)+"/revoke",
+		portal.RevokeRequest{Reason: ocsp.KeyCompromise}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Client.Stapler.Refresh(ctx)
+	status, body = post(t, s.Client.ClientURL(), s.GetPersonRequest("sandbox-4"))
+	if status == http.StatusOK && !strings.Contains(body, "Fault") {
+		t.Errorf("exchange with a revoked signing certificate succeeded:\n%s", body)
+	}
+}
