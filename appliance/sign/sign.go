@@ -96,7 +96,10 @@ const (
 
 // Signer signs outgoing messages with the member's signing key.
 type Signer struct {
-	Key   crypto.Signer
+	// Key is the member's signing key (keys.Signing, clause 4.1.2.8).
+	Key crypto.Signer
+	// Cert is the signing certificate the certification centre issued
+	// for Key (clause 2.3).
 	Cert  *x509.Certificate
 	Chain []*x509.Certificate // intermediates, may be empty
 	// OCSP returns a fresh DER OCSP response for Cert to staple; nil
@@ -128,8 +131,8 @@ func (s *Signer) Sign(soap []byte, now time.Time) (body []byte, contentType stri
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, "", fmt.Errorf("sign: making a MIME boundary: %w", err)
 	}
-	// Base64 and the header lines never contain '-', so the boundary
-	// cannot occur inside a part.
+	// Base64 has no '-' and no header line written here has "--", so the
+	// delimiter cannot occur inside a part.
 	boundary := "qapi-" + hex.EncodeToString(rnd[:])
 
 	entity := make([]byte, 0, soapEntitySize(len(soap)))
