@@ -231,40 +231,13 @@ func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, err
 			"no trusted certification centres or no expected member configured; "+
 			"check the global configuration", nil)
 	}
-	maxBytes := opts.MaxBytes
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxBytes
-	}
-	if len(body) > maxBytes {
-		return nil, fault(soap.CodeSizeExceeded, fmt.Sprintf("the signed message is %d bytes, "+
-			"over the limit of %d; send a smaller message (clause 5.2)", len(body), maxBytes),
-			nil)
-	}
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-
-	msg, err := parseMultipart(body, contentType)
+	msg, signed, err := checkSignature(body, contentType, opts.MaxBytes)
 	if err != nil {
-		return nil, fault(soap.CodeMalformed, "the message is not a multipart/signed message "+
-			"this server accepts; send the SOAP message and its CMS signature as "+
-			"multipart/signed (RFC 1847) with CRLF line endings", err)
-	}
-
-	signed, err := cms.Verify(msg.signature, msg.signedEntity)
-	if err != nil {
-		return nil, fault(soap.CodeBadSignature, "the message signature does not verify; "+
-			"the sender must sign the exact message with its member's signing key", err)
-	}
-	if !signed.ContentType.Equal(cms.OIDData) {
-		return nil, fault(soap.CodeBadSignature, "the signature's content type is not id-data; "+
-			"sign the message as data", nil)
-	}
-	if signed.SigningTime.IsZero() {
-		// Clause 6.2.4: the signing time is what bounds a replay.
-		return nil, fault(soap.CodeBadSignature, "the signature has no signing time; "+
-			"the sender must sign with a signingTime attribute (clause 6.2.4)", nil)
+		return nil, err
 	}
 
 	chain, err := verifyCertificate(signed, now, opts.Roots)
@@ -291,22 +264,81 @@ func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, err
 			"%s, not by %s; the party named in the message must sign it", signer, want), nil)
 	}
 
-	var staple []byte
-	if len(signed.OCSP) > 0 {
-		staple = signed.OCSP[0]
+	v, err := verified(msg, signed, chain)
+	if err != nil {
+		return nil, err
 	}
 	if opts.CheckOCSP != nil {
-		if err := opts.CheckOCSP(signed.Signer, chain[1], staple); err != nil {
+		if err := opts.CheckOCSP(signed.Signer, chain[1], v.OCSP); err != nil {
 			return nil, fault(soap.CodeBadCertificate, "the signing certificate's revocation "+
 				"status is not acceptable; the sender must staple a fresh OCSP response "+
 				"showing its certificate good", err)
 		}
 	}
+	return v, nil
+}
 
+// CheckSignature checks body's framing and its CMS signature, and returns
+// the SOAP message inside; it checks neither the certificate chain nor the
+// member. It is for re-checking archived messages whose signer was
+// verified when they were received (the archive tools); a security server
+// receiving a message uses Verify. maxBytes of zero means DefaultMaxBytes.
+// Its errors are *soap.Fault values like Verify's. Verified.Chain is nil.
+func CheckSignature(body []byte, contentType string, maxBytes int) (*Verified, error) {
+	msg, signed, err := checkSignature(body, contentType, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	return verified(msg, signed, nil)
+}
+
+// checkSignature does the part of Verify that needs no trust anchor: size,
+// framing, the CMS signature over the first part, and its signing time.
+func checkSignature(body []byte, contentType string, maxBytes int) (*multipart,
+	*cms.Signed, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if len(body) > maxBytes {
+		return nil, nil, fault(soap.CodeSizeExceeded, fmt.Sprintf("the signed message is "+
+			"%d bytes, over the limit of %d; send a smaller message (clause 5.2)",
+			len(body), maxBytes), nil)
+	}
+	msg, err := parseMultipart(body, contentType)
+	if err != nil {
+		return nil, nil, fault(soap.CodeMalformed, "the message is not a multipart/signed "+
+			"message this server accepts; send the SOAP message and its CMS signature as "+
+			"multipart/signed (RFC 1847) with CRLF line endings", err)
+	}
+	signed, err := cms.Verify(msg.signature, msg.signedEntity)
+	if err != nil {
+		return nil, nil, fault(soap.CodeBadSignature, "the message signature does not "+
+			"verify; the sender must sign the exact message with its member's signing key",
+			err)
+	}
+	if !signed.ContentType.Equal(cms.OIDData) {
+		return nil, nil, fault(soap.CodeBadSignature, "the signature's content type is not "+
+			"id-data; sign the message as data", nil)
+	}
+	if signed.SigningTime.IsZero() {
+		// Clause 6.2.4: the signing time is what bounds a replay.
+		return nil, nil, fault(soap.CodeBadSignature, "the signature has no signing time; "+
+			"the sender must sign with a signingTime attribute (clause 6.2.4)", nil)
+	}
+	return msg, signed, nil
+}
+
+// verified decodes the SOAP part and assembles the result.
+func verified(msg *multipart, signed *cms.Signed, chain []*x509.Certificate) (*Verified,
+	error) {
 	soapBytes, err := msg.soap()
 	if err != nil {
 		return nil, fault(soap.CodeMalformed, "the SOAP part cannot be decoded; send it "+
 			"base64-encoded", err)
+	}
+	var staple []byte
+	if len(signed.OCSP) > 0 {
+		staple = signed.OCSP[0]
 	}
 	return &Verified{
 		SOAP:        soapBytes,

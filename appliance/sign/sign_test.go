@@ -476,3 +476,39 @@ func tenKB() []byte {
 	fill := bytes.Repeat([]byte("x"), 10<<10-len(head)-len(tail))
 	return bytes.Join([][]byte{head, fill, tail}, nil)
 }
+
+func TestCheckSignature(t *testing.T) {
+	// A CA nobody trusts: CheckSignature checks no chain, only the
+	// signature.
+	ca, err := testpki.NewCA("Qapı archive test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.IssueSigning(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, ct, err := (&Signer{Key: cert.Key, Cert: cert.Cert}).Sign(request, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := CheckSignature(body, ct, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(v.SOAP, request) || !v.Signer.Equal(cert.Cert) || v.Chain != nil {
+		t.Errorf("CheckSignature: SOAP %q, signer %v, chain %v", v.SOAP, v.Signer.Subject,
+			v.Chain)
+	}
+	tampered := bytes.Clone(request)
+	tampered[3] ^= 1
+	var flt *soap.Fault
+	_, err = CheckSignature(replaceSOAP(t, body, request, tampered), ct, 0)
+	if !errors.As(err, &flt) || flt.Code != soap.CodeBadSignature {
+		t.Errorf("tampered: %v, want %s", err, soap.CodeBadSignature)
+	}
+	_, err = CheckSignature(body, ct, len(body)-1)
+	if !errors.As(err, &flt) || flt.Code != soap.CodeSizeExceeded {
+		t.Errorf("oversize: %v, want %s", err, soap.CodeSizeExceeded)
+	}
+}
