@@ -191,8 +191,10 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 		return nil, "", h, fault(soap.CodeAccessDenied, "client %s has no access right to "+
 			"service %s; ask the provider to grant one", client, h.Service)
 	}
-	// Clause 6.2.4: refuse replayed and stale requests.
-	if err := p.cfg.Replay.Check(client, h.ID, v.SigningTime, p.cfg.Now()); err != nil {
+	// Clause 6.2.4: refuse replayed and stale requests. The id is claimed
+	// in memory at once; its disk write overlaps the message log's.
+	waitSeen, err := p.cfg.Replay.Begin(client, h.ID, v.SigningTime, p.cfg.Now())
+	if err != nil {
 		switch {
 		case errors.Is(err, replay.ErrReplay):
 			return nil, "", h, fault(soap.CodeReplay, "message id %q was already used by "+
@@ -204,11 +206,15 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 		return nil, "", h, fault(soap.CodeInternal, "%v", err)
 	}
 	// Clause 2.2.2: archived before the information system sees it.
-	if err := p.cfg.Log.Append(r.Context(), messagelog.Record{
+	logErr := p.cfg.Log.Append(r.Context(), messagelog.Record{
 		Kind: messagelog.KindRequest, MessageID: h.ID, Client: rec.Client,
 		Service: rec.Service, Time: p.cfg.Now(), Signed: body, ContentType: ct,
-	}); err != nil {
-		return nil, "", h, logFault(err, "request")
+	})
+	if err := waitSeen(); err != nil {
+		return nil, "", h, fault(soap.CodeInternal, "%v", err)
+	}
+	if logErr != nil {
+		return nil, "", h, logFault(logErr, "request")
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)

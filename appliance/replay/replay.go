@@ -96,17 +96,34 @@ func (s *Store) Window() time.Duration { return s.window }
 // to refuse, another error when the id could not be stored (refuse too), and
 // nil once the id is durably recorded as seen.
 func (s *Store) Check(client ident.Client, id string, signed, now time.Time) error {
+	wait, err := s.Begin(client, id, signed, now)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// Begin is Check in two steps, so that the caller can overlap the disk
+// write with its own (the message log's): it refuses at once, from memory,
+// an id already seen or a signing time outside the window; otherwise it
+// claims the id, starts writing it, and returns wait, which returns nil
+// once the id is durable or the error that kept it from being stored. The
+// caller must call wait and must not forward the request before it returned
+// nil.
+func (s *Store) Begin(client ident.Client, id string, signed,
+	now time.Time) (wait func() error, err error) {
 	// Clause 6.2.4: a signature made long ago, or in the future, is refused
 	// whatever its id, so ids need remembering only within the window.
 	if d := now.Sub(signed); d > s.window || d < -s.window || signed.IsZero() {
-		return fmt.Errorf("%w: signed at %s, server time %s, window ±%s", ErrSigningTime,
-			signed.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), s.window)
+		return nil, fmt.Errorf("%w: signed at %s, server time %s, window ±%s",
+			ErrSigningTime, signed.UTC().Format(time.RFC3339),
+			now.UTC().Format(time.RFC3339), s.window)
 	}
 	k := client.String() + "\x00" + id
 	s.mu.Lock()
 	if _, dup := s.seen[k]; dup {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: id %q from %s", ErrReplay, id, client)
+		return nil, fmt.Errorf("%w: id %q from %s", ErrReplay, id, client)
 	}
 	s.seen[k] = signed.UnixNano()
 	s.mu.Unlock()
@@ -116,13 +133,15 @@ func (s *Store) Check(client ident.Client, id string, signed, now time.Time) err
 	case s.writes <- w:
 	case <-s.stop:
 		s.forget(k)
-		return errors.New("replay store is closed")
+		return nil, errors.New("replay store is closed")
 	}
-	if err := <-w.errc; err != nil {
-		s.forget(k)
-		return fmt.Errorf("record message id as seen: %w", err)
-	}
-	return nil
+	return func() error {
+		if err := <-w.errc; err != nil {
+			s.forget(k)
+			return fmt.Errorf("record message id as seen: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 func (s *Store) forget(k string) {
