@@ -32,12 +32,18 @@ func startSwtpm(t *testing.T, bin, dir string) *swtpm {
 	os.Remove(sock)
 	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
 		"--server", "type=unixio,path="+sock, "--flags", "not-need-init,startup-clear")
-	cmd.Stderr = os.Stderr
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start swtpm: %v", err)
 	}
 	s := &swtpm{cmd: cmd}
-	t.Cleanup(s.stop)
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() && stderr.Len() > 0 {
+			t.Logf("swtpm said: %s", stderr.Bytes())
+		}
+	})
 	// Wait for the socket; the bound only turns a hang into a failure.
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		conn, err := net.Dial("unix", sock)

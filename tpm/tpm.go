@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -67,7 +68,21 @@ func (t *TPM) loadSRK() (*srk, error) {
 		t.flush(rsp.ObjectHandle)
 		return nil, fmt.Errorf("parse the storage root key: %w", err)
 	}
-	return &srk{handle: rsp.ObjectHandle, name: rsp.Name, public: *pub}, nil
+	// Name the key from its public area rather than take the name the
+	// response carries: the sessions are salted to this public area, and
+	// comparing its own name with a blob's is what makes a substituted key
+	// (an interposer on the bus) fail as "another TPM".
+	name, err := tpm2.ObjectName(pub)
+	if err != nil {
+		t.flush(rsp.ObjectHandle)
+		return nil, fmt.Errorf("name the storage root key: %w", err)
+	}
+	if !bytes.Equal(name.Buffer, rsp.Name.Buffer) {
+		t.flush(rsp.ObjectHandle)
+		return nil, errors.New("the TPM named the storage root key other than its public " +
+			"area says; something between this program and the TPM alters its answers")
+	}
+	return &srk{handle: rsp.ObjectHandle, name: *name, public: *pub}, nil
 }
 
 // flush unloads a transient object or session. A failure leaves a handle
