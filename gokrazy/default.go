@@ -1,44 +1,48 @@
 package gokrazy
 
-// Import paths of the programs an appliance image can run.
+import "fmt"
+
+// Import paths of the programs an appliance image runs.
 const (
 	// ServerPackage is the security server daemon.
 	ServerPackage = "github.com/qapi-az/qapi/cmd/qapi-server"
-	// PlaceholderPackage is a stand-in HTTP responder that proves the boot
-	// chain (kernel, initramfs, gokrazy, perm, network) without the server.
-	PlaceholderPackage = "github.com/qapi-az/qapi/gokrazy/cmd/qapi-placeholder"
+	// FirstbootPackage makes and checks the machine's TPM-sealed keys and
+	// serves the health endpoint.
+	FirstbootPackage = "github.com/qapi-az/qapi/gokrazy/cmd/qapi-firstboot"
 )
 
-// Ports the image's programs listen on, inside the appliance.
-const (
-	// ClientProxyPort serves the information systems on the internal
-	// interface.
-	ClientProxyPort = 8080
-	// ServerProxyPort faces other security servers on the external
-	// interface.
-	ServerProxyPort = 8443
-	// ManagementPort serves the management API and health on the internal
-	// interface.
-	ManagementPort = 4000
-)
+// ServerConfigPath is where the security server's configuration lives on
+// the appliance (qapi-server's default -config).
+const ServerConfigPath = "/perm/qapi/qapi-server.json"
 
-// Default returns the instance an appliance runs: the program built from
-// serverPackage (ServerPackage, or PlaceholderPackage before the server
-// exists) reading its configuration from configPath, with the external
+// HealthPort is where qapi-firstboot serves GET /healthz.
+const HealthPort = 4000
+
+// Default returns the instance an appliance runs: qapi-firstboot, and the
+// security server once its configuration exists on /perm, with the external
 // interface eth0 and the internal interface eth1 addressed for QEMU's user
-// networking (10.0.2.15 and 10.0.3.15).
-func Default(serverPackage, configPath string) *Instance {
-	srv := Program{Name: "qapi-server", Package: serverPackage}
-	if configPath != "" {
-		srv.Args = []string{"-config", configPath}
+// networking (10.0.2.15 and 10.0.3.15). With devKeys the keys are kept in
+// plain files instead of sealed by the TPM.
+func Default(devKeys bool) *Instance {
+	fb := Program{Name: "qapi-firstboot", Package: FirstbootPackage,
+		Args: []string{"-listen", fmt.Sprintf(":%d", HealthPort)}}
+	if devKeys {
+		fb.Args = append(fb.Args, "-dev")
 	}
 	return &Instance{
 		Hostname: "qapi",
-		Programs: []Program{srv},
+		Programs: []Program{
+			fb,
+			{Name: "qapi-server", Package: ServerPackage,
+				Args:     []string{"-config", ServerConfigPath},
+				Requires: []string{ServerConfigPath},
+				Hint: "register this security server with the portal to receive its " +
+					"configuration and certificates"},
+		},
 		Interfaces: []Interface{
 			{Name: "eth0", Address: "10.0.2.15/24", Gateway: "10.0.2.2"},
 			{Name: "eth1", Address: "10.0.3.15/24"},
 		},
-		Health: "http://127.0.0.1:4000/healthz",
+		Health: fmt.Sprintf("http://127.0.0.1:%d/healthz", HealthPort),
 	}
 }

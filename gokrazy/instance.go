@@ -45,6 +45,22 @@ type Program struct {
 	Args []string `json:"args,omitempty"`
 	// Env are extra KEY=VALUE environment entries.
 	Env []string `json:"env,omitempty"`
+	// Requires are files the program cannot start without (its
+	// configuration on /perm). While one is missing the program is not
+	// started, and the console says which file is missing and Hint.
+	Requires []string `json:"requires,omitempty"`
+	// Hint says how to provide the required files.
+	Hint string `json:"hint,omitempty"`
+}
+
+// Program returns the program of the given name.
+func (in *Instance) Program(name string) (Program, bool) {
+	for _, p := range in.Programs {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Program{}, false
 }
 
 // Interface is the boot-time configuration of one network interface.

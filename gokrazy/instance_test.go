@@ -57,7 +57,7 @@ func TestBlessed(t *testing.T) {
 }
 
 func TestInstanceRoundTrip(t *testing.T) {
-	in := Default(PlaceholderPackage, "/etc/qapi/server.json")
+	in := Default(false)
 	b, err := in.Marshal()
 	if err != nil {
 		t.Fatal(err)

@@ -58,6 +58,9 @@ type Config struct {
 	// Files are extra files for the root slot, by absolute path
 	// (/etc/qapi/server.json).
 	Files map[string][]byte
+	// PermDir, if set, is a folder whose contents seed the perm file system
+	// (for example qapi/qapi-server.json for a pre-registered server).
+	PermDir string
 	// ModuleDir is the qapi module's directory, where go build runs.
 	ModuleDir string
 	// Version names the build in loader entries and gokrazy's status.
@@ -506,9 +509,24 @@ func mtools(ctx context.Context, name string, args ...string) ([]byte, error) {
 // fixed creation time.
 func writePerm(ctx context.Context, c Config, img string, p gpt.Partition) error {
 	uuid := strings.ToLower(gpt.Derive(c.DiskID + "/perm-fs").String())
+	var seedArgs []string
+	if c.PermDir != "" {
+		stage, err := os.MkdirTemp("", "qapi-perm-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(stage)
+		if err := copyTree(c.PermDir, stage); err != nil {
+			return fmt.Errorf("seeding perm from %s: %w", c.PermDir, err)
+		}
+		seedArgs = []string{"-d", stage}
+	}
 	seed := strings.ToLower(gpt.Derive(c.DiskID + "/perm-hash").String())
 	cmd := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096",
 		"-L", "perm", "-U", uuid,
+	)
+	cmd.Args = append(cmd.Args, seedArgs...)
+	cmd.Args = append(cmd.Args,
 		"-E", fmt.Sprintf("offset=%d,root_owner=0:0,hash_seed=%s,lazy_itable_init=1,"+
 			"nodiscard", p.Offset(), seed),
 		img, fmt.Sprint(p.Size()/4096))
@@ -542,6 +560,44 @@ func copyInto(f *os.File, src string, off int64) error {
 	_, err = io.Copy(io.NewOffsetWriter(f, off), s)
 	if err != nil {
 		return fmt.Errorf("writing %s into the image: %w", filepath.Base(src), err)
+	}
+	return nil
+}
+
+// copyTree copies the regular files and folders under src into dst, with
+// every time set to epoch so the file system made from it is reproducible.
+func copyTree(src, dst string) error {
+	var dirs []string
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, to)
+			return os.MkdirAll(to, fi.Mode().Perm())
+		case fi.Mode().IsRegular():
+			if err := copyFile(p, to, fi.Mode().Perm()); err != nil {
+				return err
+			}
+			return os.Chtimes(to, epoch, epoch)
+		default:
+			return fmt.Errorf("%s: only files and folders can seed perm", p)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chtimes(dirs[i], epoch, epoch); err != nil {
+			return err
+		}
 	}
 	return nil
 }

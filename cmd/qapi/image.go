@@ -28,10 +28,10 @@ func runImage(args []string) int {
 	fs := flag.NewFlagSet("qapi image build", flag.ContinueOnError)
 	out := fs.String("o", "disk.img", "disk image `file` to write")
 	size := fs.String("size", "2G", "disk size (bytes, or with a K, M, G suffix)")
-	server := fs.String("server", gokrazy.ServerPackage,
-		"Go package of the security server program")
-	config := fs.String("config", "", "server configuration `file`, installed as "+
-		serverConfigPath)
+	devKeys := fs.Bool("dev-keys", false, "development mode: keep the keys in plain files "+
+		"instead of sealing them with the TPM")
+	perm := fs.String("perm", "", "`folder` whose contents seed the perm partition, "+
+		"e.g. qapi/qapi-server.json of a registered server")
 	module := fs.String("module", ".", "directory of the qapi module to build from")
 	cache := fs.String("cache", images.DefaultCacheDir, "kernel package cache `dir`")
 	kernelDeb := fs.String("kernel-deb", "", "Debian kernel `package` file to use "+
@@ -54,19 +54,14 @@ func runImage(args []string) int {
 		KernelDeb: *kernelDeb,
 		DiskID:    *diskID,
 		Version:   *version,
+		PermDir:   *perm,
+		Instance:  gokrazy.Default(*devKeys),
 		Progress:  os.Stderr,
 	}
-	cfgPath := ""
-	if *config != "" {
-		b, err := os.ReadFile(*config)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "qapi image build: -config: %v\n", err)
-			return 1
-		}
-		c.Files = map[string][]byte{serverConfigPath: b}
-		cfgPath = serverConfigPath
+	if *devKeys {
+		fmt.Fprintln(os.Stderr, "qapi image build: -dev-keys: this image keeps its keys "+
+			"in plain files, without the TPM; never use it for a real exchange")
 	}
-	c.Instance = gokrazy.Default(*server, cfgPath)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -79,9 +74,6 @@ func runImage(args []string) int {
 		*out, n, res.Kernel, res.RootBytes, res.InitBytes)
 	return 0
 }
-
-// serverConfigPath is where the image carries the server's configuration.
-const serverConfigPath = "/etc/qapi/server.json"
 
 // parseSize parses 2G, 512M, 1048576.
 func parseSize(s string) (int64, error) {

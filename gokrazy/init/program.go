@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/qapi-az/qapi/gokrazy"
 )
 
 // Where the real programs and their logs live.
@@ -19,12 +21,30 @@ const (
 	logDir      = "/perm/log"
 	// logLimit bounds one log file; the previous one is kept as NAME.log.1.
 	logLimit = 4 << 20
+	// dontSupervise is the exit code that tells gokrazy not to restart a
+	// program.
+	dontSupervise = 125
 )
 
 // runProgram runs the program name with args, copying its output to the
 // sinks, and returns its exit code, so that gokrazy sees the program's own
 // (exit code 125 keeps gokrazy from restarting it).
 func runProgram(name string, args []string) int {
+	if in, err := gokrazy.Load(gokrazy.ManifestPath); err == nil {
+		if p, ok := in.Program(name); ok {
+			for _, f := range p.Requires {
+				if _, err := os.Stat(f); err != nil {
+					msg := fmt.Sprintf("%s: not started: %s is missing; %s\n", name, f, p.Hint)
+					os.Stderr.WriteString(msg)
+					if c, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+						c.WriteString(msg)
+						c.Close()
+					}
+					return dontSupervise
+				}
+			}
+		}
+	}
 	cmd := exec.Command(filepath.Join(programsDir, name), args...)
 	cmd.Stdin = os.Stdin
 	pr, pw, err := os.Pipe()

@@ -1,0 +1,141 @@
+// Command qapi-firstboot makes the machine's keys on its first boot and
+// proves on every boot that they still open: the signing and authentication
+// keys (ECDSA P-256, 4.1.2.6, 4.1.2.8) and the message-log secret (6.3),
+// generated on the box and sealed by its TPM (6.2.3) into one blob file per
+// key on /perm. It then serves GET /healthz on the management port: 200
+// with the keys' public-key fingerprints and the memory in use, or 503 with
+// the reason the keys did not open.
+//
+// A disk moved to another machine, or a machine whose TPM was cleared,
+// opens nothing; the program says so on the console and in its log, and
+// never makes new keys over blobs that exist (their certificates are
+// registered with the certification centre).
+//
+// With -dev the keys are kept in plain files (keys.FileStore) for machines
+// without a TPM, and the program says so loudly.
+package main
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/tpm"
+)
+
+func main() {
+	listen := flag.String("listen", ":4000", "address of the health endpoint")
+	dir := flag.String("keys", "/perm/qapi/sealed", "`folder` of the sealed key blobs")
+	dev := flag.Bool("dev", false, "development mode: keys in plain files, no TPM")
+	flag.Parse()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+
+	report, err := openKeys(*dir, *dev)
+	status := http.StatusOK
+	if err != nil {
+		status = http.StatusServiceUnavailable
+		report = map[string]any{"error": err.Error()}
+		slog.Error("KEYS REFUSED: the machine's keys do not unseal on this TPM; the "+
+			"security server cannot sign or authenticate. If this disk came from another "+
+			"machine or the TPM was cleared, put the disk back in its machine, or "+
+			"re-register this machine for new keys", "dir", *dir, "err", err)
+	}
+	report["memory"] = memory()
+
+	http.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		report["memory"] = memory()
+		json.NewEncoder(w).Encode(report)
+	})
+	slog.Info("firstboot: health endpoint listening", "addr", *listen)
+	if err := http.ListenAndServe(*listen, nil); err != nil {
+		slog.Error("firstboot: serving health", "err", err)
+		os.Exit(1)
+	}
+}
+
+// openKeys opens (or on first boot creates) every key and returns what
+// /healthz reports.
+func openKeys(dir string, dev bool) (map[string]any, error) {
+	var store keys.Store
+	mode := "tpm"
+	_, statErr := os.Stat(filepath.Join(dir, string(keys.Signing)+".sealed"))
+	first := errors.Is(statErr, fs.ErrNotExist)
+	if dev {
+		mode = "development"
+		fs, err := keys.NewFileStore(dir)
+		if err != nil {
+			return nil, err
+		}
+		slog.Warn(keys.DevMode, "keyDir", dir)
+		store = fs
+	} else {
+		ts, err := tpm.OpenStore(false, dir, tpm.StoreOptions{})
+		if err != nil {
+			return nil, err
+		}
+		store = ts
+	}
+	defer store.Close()
+
+	report := map[string]any{"keyMode": mode}
+	for _, p := range []keys.Purpose{keys.Signing, keys.Authentication} {
+		s, err := store.Signer(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s key: %w", p, err)
+		}
+		fp, err := fingerprint(s.Public())
+		if err != nil {
+			return nil, err
+		}
+		report[string(p)+"PublicKeySHA256"] = fp
+	}
+	if _, err := store.Secret(keys.LogEncryption); err != nil {
+		return nil, fmt.Errorf("%s secret: %w", keys.LogEncryption, err)
+	}
+	event := "keys unsealed"
+	if first && !dev {
+		event = "first boot: keys generated and sealed to this TPM"
+	}
+	report["createdThisBoot"] = first
+	slog.Info("firstboot: "+event, "mode", mode,
+		"signingPublicKeySHA256", report["signingPublicKeySHA256"],
+		"authenticationPublicKeySHA256", report["authenticationPublicKeySHA256"])
+	return report, nil
+}
+
+// fingerprint is the SHA-256 of the key's SubjectPublicKeyInfo, in hex.
+func fingerprint(pub crypto.PublicKey) (string, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(spki)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// memory returns /proc/meminfo's MemTotal and MemAvailable.
+func memory() map[string]string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "MemTotal" || k == "MemAvailable") {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
