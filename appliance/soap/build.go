@@ -41,8 +41,8 @@ func NewResponse(h Header, body []byte) []byte {
 // The faultcode is f.Code unqualified, as X-Road writes it. Of hdr, only
 // the headers that ParseResponse would accept are echoed (protocolVersion
 // only when it is 4.0), so that a fault answering a half-valid request
-// still parses; with hdr nil the SOAP Header is empty. Detail, when set, is written as the text of a
-// faultDetail element.
+// still parses; with hdr nil the SOAP Header is empty. Detail, when set,
+// is written as the text of a faultDetail element.
 func (f *Fault) Envelope(hdr *Header) []byte {
 	var b bytes.Buffer
 	b.WriteString(envelopeStart)

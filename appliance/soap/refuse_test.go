@@ -131,6 +131,8 @@ func TestParseRequestRefuses(t *testing.T) {
 			CodeMalformed},
 		{"XML declaration not first", []string{xDecl, "\n" + xDecl}, Limits{},
 			CodeMalformed},
+		{"XML declaration in capitals", []string{"<?xml ", "<?XML "}, Limits{},
+			CodeMalformed},
 		{"encoding other than UTF-8", []string{"UTF-8", "ISO-8859-1"}, Limits{},
 			CodeMalformed},
 		{"undeclared prefix", []string{xPin, "<q:pin/>"}, Limits{}, CodeMalformed},

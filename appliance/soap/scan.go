@@ -58,7 +58,6 @@ type scanner struct {
 	ns       []string            // prefixes declared, innermost last
 	bound    map[string][]string // prefix to its namespaces, innermost last
 	stack    []frame
-	started  bool // a token other than the XML declaration was read
 }
 
 func newScanner(raw []byte, maxDepth int) *scanner {
@@ -126,16 +125,14 @@ func (s *scanner) next() (token, error) {
 		}
 		switch t := t.(type) {
 		case xml.Comment:
-			s.started = true
 			continue
 		case xml.Directive:
 			return token{}, s.faultAt(CodeDTDForbidden, before,
 				"a DOCTYPE or other <!...> declaration is not allowed in a SOAP "+
 					"message; remove it and use only the five predefined entities")
 		case xml.ProcInst:
-			if strings.EqualFold(t.Target, "xml") && before == s.base && !s.started {
-				s.started = true
-				continue
+			if t.Target == "xml" && before == s.base {
+				continue // the XML declaration, which the tokenizer checked
 			}
 			if strings.EqualFold(t.Target, "xml") {
 				return token{}, s.faultAt(CodeMalformed, before,
@@ -145,10 +142,8 @@ func (s *scanner) next() (token, error) {
 				"processing instruction <?%s?> is not allowed in a SOAP message "+
 					"(SOAP 1.1, section 3); remove it", clip(t.Target))
 		case xml.CharData:
-			s.started = true
 			return token{kind: tokText, text: t, start: before, end: after}, nil
 		case xml.StartElement:
-			s.started = true
 			return s.startElement(t, before, after)
 		case xml.EndElement:
 			return s.endElement(t, before, after)

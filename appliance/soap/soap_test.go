@@ -239,7 +239,8 @@ func TestWithRequestHash(t *testing.T) {
 			`<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><a xmlns=""/>` +
 				`</Body></Envelope>`, "", ""},
 		{"self-closing header", `<S:Envelope ` + env + `> <S:Header a="1"/> <S:Body><a/></S:Body>` +
-			`</S:Envelope>`, `<S:Envelope ` + env + `> <S:Header a="1"`, ` <S:Body><a/></S:Body></S:Envelope>`},
+			`</S:Envelope>`, `<S:Envelope ` + env + `> <S:Header a="1"`,
+			` <S:Body><a/></S:Body></S:Envelope>`},
 		{"provider's own requestHash is replaced", `<S:Envelope ` + env + `><S:Header>` +
 			hdrs + `<r:requestHash xmlns:r="http://x-road.eu/xsd/xroad.xsd" ` +
 			`algorithmId="http://www.w3.org/2001/04/xmlenc#sha512">AAAA</r:requestHash>` +
