@@ -203,3 +203,30 @@ func ping(t *testing.T, l *lab, addr string) {
 		}
 	})
 }
+
+func TestFingerprintFollowsTheRules(t *testing.T) {
+	cfg := validConfig()
+	base := fingerprint(cfg, "int0", "ext0")
+	if again := fingerprint(validConfig(), "int0", "ext0"); again != base {
+		t.Fatalf("fingerprint of the same configuration differs: %q, %q", base, again)
+	}
+	changed := map[string]string{}
+	c := validConfig()
+	c.Firewall.ClientPorts = []uint16{80}
+	changed["client ports"] = fingerprint(c, "int0", "ext0")
+	c = validConfig()
+	c.Internal.DHCP = true
+	changed["DHCP"] = fingerprint(c, "int0", "ext0")
+	changed["external link"] = fingerprint(cfg, "int0", "ext0.7")
+	// An address is not in the rules, so it must not force a replacement.
+	c = validConfig()
+	c.External.Addresses = []string{"192.0.2.99/24"}
+	if fp := fingerprint(c, "int0", "ext0"); fp != base {
+		t.Errorf("an address change altered the fingerprint")
+	}
+	for what, fp := range changed {
+		if fp == base {
+			t.Errorf("changing the %s kept the fingerprint %q", what, fp)
+		}
+	}
+}
