@@ -454,3 +454,31 @@ func mustOCSPRequest(t *testing.T, cert, issuer *x509.Certificate) []byte {
 	}
 	return req
 }
+
+// TestTestInstance: an approved participant is also a member of the test
+// instance (3.8.2), whose configuration is signed for that instance only.
+func TestTestInstance(t *testing.T) {
+	e := newEnv(t)
+	var app registry.Application
+	e.do("POST", "/api/applications/system", annex1("2222222222"), &app)
+	e.do("POST", "/api/applications/"+itoa(app.ID)+"/approve",
+		portal.ApproveSystem{Subsystem: "REG", Contract: contract()}, &app)
+	var testAnchor, prodAnchor globalconf.Anchor
+	e.do("GET", "/api/anchor/AZ-TEST", nil, &testAnchor)
+	e.do("GET", "/api/anchor/AZ", nil, &prodAnchor)
+	e.do("POST", "/api/publish", nil, nil)
+	signed := e.portal.Publisher.Signed("AZ-TEST")
+	c, err := globalconf.Verify(signed, &testAnchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := ident.Client{Instance: "AZ-TEST", MemberClass: "GOV", MemberCode: "2222222222",
+		SubsystemCode: "REG"}
+	if !c.HasClient(member) {
+		t.Errorf("the test instance lacks %s", member)
+	}
+	if _, err := globalconf.Verify(signed, &prodAnchor); err == nil ||
+		!strings.Contains(err.Error(), "instance") {
+		t.Errorf("a production server accepted the test configuration: %v", err)
+	}
+}

@@ -399,6 +399,9 @@ func (s *Sandbox) startNode(ctx context.Context, system, code string, opts Optio
 		nil, nil); err != nil {
 		return nil, fmt.Errorf("operator approving registration %d: %w", reg.ID, err)
 	}
+	if _, err := n.Manager.RegistrationStatus(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.Operator.Do(ctx, "POST", "/api/publish", nil, nil); err != nil {
 		return nil, err
 	}
