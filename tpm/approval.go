@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -160,6 +161,19 @@ func ParseApproval(b []byte) (*Approval, error) {
 		return nil, fmt.Errorf("parse the approval: %w", err)
 	}
 	return &a, nil
+}
+
+// ReadApprovalFile reads the approval an image ships, in its JSON form.
+func ReadApprovalFile(path string) (*Approval, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the approval of this boot: %w", err)
+	}
+	a, err := ParseApproval(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return a, nil
 }
 
 // tpmSignature converts an ASN.1 ECDSA signature to the TPM's form.

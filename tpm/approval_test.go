@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -74,7 +76,11 @@ func TestApprovalForUpdatedPCRs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed, err := ParseApproval(js)
+	path := filepath.Join(t.TempDir(), "approval.json")
+	if err := os.WriteFile(path, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := ReadApprovalFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

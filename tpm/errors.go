@@ -40,6 +40,7 @@ type NoTPMError struct {
 	Errs []error
 }
 
+// Error says what failed and what to do.
 func (e *NoTPMError) Error() string {
 	var b strings.Builder
 	b.WriteString("no TPM 2.0 found (tried ")
@@ -78,6 +79,7 @@ type LockoutError struct {
 	Err error
 }
 
+// Error says what failed and what to do.
 func (e *LockoutError) Error() string {
 	wait := "until the lockout authorisation clears it"
 	if e.Recovery > 0 {
@@ -107,6 +109,7 @@ type PCRMismatchError struct {
 	Approved bool
 }
 
+// Error says what failed and what to do.
 func (e *PCRMismatchError) Error() string {
 	idx := make([]string, len(e.PCRs))
 	for i, p := range e.PCRs {
@@ -138,6 +141,7 @@ type OtherTPMError struct {
 	Sealed, Current []byte
 }
 
+// Error says what failed and what to do.
 func (e *OtherTPMError) Error() string {
 	return fmt.Sprintf("sealed by another TPM (storage root key %s, this TPM has %s): "+
 		"the disk was moved or the TPM was cleared; generate new keys and register them",
@@ -160,6 +164,7 @@ type RollbackError struct {
 	Current, Requested uint64
 }
 
+// Error says what failed and what to do.
 func (e *RollbackError) Error() string {
 	return fmt.Sprintf("anti-rollback counter is at %d and refuses to move back to %d: "+
 		"this box no longer accepts images older than version %d",
