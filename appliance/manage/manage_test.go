@@ -1,0 +1,174 @@
+package manage
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/globalconf"
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/internal/testpki"
+)
+
+var owner = ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1"}
+
+func open(t *testing.T) (*Manager, keys.Store) {
+	t.Helper()
+	store, err := keys.NewFileStore(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(Options{Dir: t.TempDir(), Keys: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Configure(Identity{Owner: owner, Code: "SS1",
+		Address: "127.0.0.1:5500"}); err != nil {
+		t.Fatal(err)
+	}
+	return m, store
+}
+
+func issue(t *testing.T, ca *testpki.CA, pub crypto.PublicKey, serial string,
+	ku x509.KeyUsage, eku ...x509.ExtKeyUsage) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: serial, SerialNumber: serial},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: ku, ExtKeyUsage: eku,
+	}, ca.Cert, pub, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func TestConfigureRefuses(t *testing.T) {
+	m, _ := open(t)
+	other := ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "2",
+		SubsystemCode: "X"}
+	tests := []struct {
+		id   Identity
+		want string
+	}{
+		{Identity{Owner: other, Code: "SS1", Address: "h:1"}, "must be a member"},
+		{Identity{Owner: owner, Code: "S/1", Address: "h:1"}, "server code"},
+		{Identity{Owner: owner, Code: "SS1", Address: "h"}, "host:port"},
+		{Identity{Owner: owner, Code: "SS1", Address: "h:1", Clients: []ident.Client{other}},
+			"is not the owner"},
+	}
+	for _, tt := range tests {
+		if err := m.Configure(tt.id); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Configure(%+v) = %v, want %q", tt.id, err, tt.want)
+		}
+	}
+}
+
+func TestImportCertificateChecksKeyAndName(t *testing.T) {
+	m, store := open(t)
+	ca, _ := testpki.NewCA("cc")
+	signKey, _ := store.Signer(keys.Signing)
+	authKey, _ := store.Signer(keys.Authentication)
+	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sig := x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
+	tls := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	tests := []struct {
+		name string
+		der  []byte
+		want string // "" for success
+	}{
+		{"another key", issue(t, ca, &stranger.PublicKey, "AZ/GOV/1", sig),
+			"certifies neither"},
+		{"another member", issue(t, ca, signKey.Public(), "AZ/GOV/2", sig), "names"},
+		{"signing without nonRepudiation", issue(t, ca, signKey.Public(), "AZ/GOV/1",
+			x509.KeyUsageDigitalSignature), "nonRepudiation"},
+		{"auth for another server", issue(t, ca, authKey.Public(), "AZ/GOV/1/SS2",
+			x509.KeyUsageDigitalSignature, tls...), "names"},
+		{"auth without clientAuth", issue(t, ca, authKey.Public(), "AZ/GOV/1/SS1",
+			x509.KeyUsageDigitalSignature, x509.ExtKeyUsageServerAuth), "clientAuth"},
+		{"signing", issue(t, ca, signKey.Public(), "AZ/GOV/1", sig), ""},
+		{"auth", issue(t, ca, authKey.Public(), "AZ/GOV/1/SS1",
+			x509.KeyUsageDigitalSignature, tls...), ""},
+	}
+	for _, tt := range tests {
+		_, err := m.ImportCertificate(tt.der)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil ||
+			!strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: ImportCertificate = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := m.AuthCertificate(); err != nil {
+		t.Errorf("AuthCertificate after import: %v", err)
+	}
+	if st := m.Status(); st.AuthCert == nil || st.SigningCert == nil ||
+		!strings.Contains(st.Next, "anchor") {
+		t.Errorf("Status = %+v", st)
+	}
+}
+
+func TestInstallAnchor(t *testing.T) {
+	m, _ := open(t)
+	ca, _ := testpki.NewCA("conf")
+	good := globalconf.Anchor{Instance: "AZ", Certs: [][]byte{ca.Cert.Raw},
+		ConfigURLs: []string{"http://portal.example:8080/globalconf/AZ"}}
+	other := good
+	other.Instance = "AZ-TEST"
+	badURL := good
+	badURL.ConfigURLs = []string{"http://portal.example/conf.json"}
+	for _, tt := range []struct {
+		a    globalconf.Anchor
+		want string
+	}{
+		{other, "instance AZ-TEST"},
+		{badURL, "does not end in"},
+		{globalconf.Anchor{Instance: "AZ"}, "needs an instance"},
+	} {
+		b, _ := json.Marshal(tt.a)
+		if _, err := m.InstallAnchor(b); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("InstallAnchor(%+v) = %v, want %q", tt.a, err, tt.want)
+		}
+	}
+	b, _ := json.Marshal(good)
+	if _, err := m.InstallAnchor(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Status().PortalURL; got != "http://portal.example:8080" {
+		t.Errorf("portal URL from the anchor = %q", got)
+	}
+	if _, err := globalconf.LoadAnchor(m.AnchorPath()); err != nil {
+		t.Errorf("installed anchor does not load: %v", err)
+	}
+}
+
+func TestHandlerNeedsToken(t *testing.T) {
+	m, _ := open(t)
+	srv := httptest.NewServer(m.Handler("secret"))
+	defer srv.Close()
+	for token, want := range map[string]int{"": 401, "wrong": 401, "secret": 200} {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/status", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("token %q: HTTP %d, want %d", token, resp.StatusCode, want)
+		}
+	}
+}
