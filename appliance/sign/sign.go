@@ -38,8 +38,8 @@
 // is a third more bytes on the wire.
 //
 // `openssl cms -verify -inform SMIME` accepts these messages. Give it no
-// -binary flag: in binary mode OpenSSL digests the first part together with
-// the CRLF before the next delimiter and refuses them. `openssl smime`, the
+// -binary flag: OpenSSL 3.0 in binary mode splits the S/MIME input into
+// different bytes than the entity signed and refuses the signature. `openssl smime`, the
 // PKCS #7 tool, cannot parse the stapled OCSP response (a CMS version 5
 // feature) and refuses them too.
 //
