@@ -144,6 +144,9 @@ type Log struct {
 	quit   chan struct{}
 	done   chan struct{} // closed when the writer has exited
 	wg     sync.WaitGroup
+	// stop cancels a time stamp under way when the log closes.
+	stopCtx context.Context
+	stop    context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,6 +220,7 @@ func Open(opts Options) (*Log, error) {
 	if err := l.openDB(); err != nil {
 		return nil, err
 	}
+	l.stopCtx, l.stop = context.WithCancel(context.Background())
 	if l.head.seq > l.stamped {
 		// Give the entries left unstamped by the last run a full grace.
 		l.unstampedSince = opts.Now()
@@ -425,6 +429,7 @@ func (l *Log) commit(batch []*request) error {
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.quit)
+		l.stop()
 		l.wg.Wait()
 		l.mu.Lock()
 		defer l.mu.Unlock()

@@ -61,7 +61,7 @@ func (l *Log) stampLoop() {
 		case <-l.quit:
 			return
 		case <-t.C:
-			l.StampNow(context.Background()) // the error is kept for Append
+			l.StampNow(l.stopCtx) // the error is kept for Append
 		}
 	}
 }

@@ -180,3 +180,31 @@ func TestStampFailureBlocksAndRecovers(t *testing.T) {
 		t.Fatalf("state %+v, want head 4 stamped 3", st)
 	}
 }
+
+// blockingTSA never answers until its context ends.
+type blockingTSA struct{ called chan struct{} }
+
+func (b *blockingTSA) Stamp(ctx context.Context, digest []byte) ([]byte, error) {
+	select {
+	case b.called <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestCloseCancelsStamp: Close does not wait for a TSA that does not
+// answer; it cancels the request under way.
+func TestCloseCancelsStamp(t *testing.T) {
+	tsa := &blockingTSA{called: make(chan struct{}, 1)}
+	l, err := Open(Options{Path: filepath.Join(t.TempDir(), "log.db"), Key: testKey(t),
+		Stamper: tsa, StampInterval: time.Millisecond, StampTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 0, 1)
+	<-tsa.called
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
