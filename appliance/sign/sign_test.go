@@ -512,3 +512,24 @@ func TestCheckSignature(t *testing.T) {
 		t.Errorf("oversize: %v, want %s", err, soap.CodeSizeExceeded)
 	}
 }
+
+func TestDefaultMaxBytes(t *testing.T) {
+	f := newFixture(t)
+	big := bytes.Repeat([]byte("<a/>"), DefaultMaxBytes/4)
+	body, ct, err := f.signer.Sign(big, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := f.opts()
+	opts.MaxBytes = 0
+	_, err = Verify(body, ct, opts)
+	var flt *soap.Fault
+	if !errors.As(err, &flt) || flt.Code != soap.CodeSizeExceeded {
+		t.Errorf("%d-byte body with MaxBytes 0: %v, want %s", len(body), err,
+			soap.CodeSizeExceeded)
+	}
+	opts.MaxBytes = len(body)
+	if _, err := Verify(body, ct, opts); err != nil {
+		t.Errorf("the same body with MaxBytes %d: %v", len(body), err)
+	}
+}
