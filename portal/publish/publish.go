@@ -61,8 +61,9 @@ type Publisher struct {
 
 	mu     sync.Mutex
 	signed map[string][]byte
-	// kick wakes Run to republish an instance.
-	kick chan string
+	// pending are the instances to republish; kick wakes Run.
+	pending map[string]bool
+	kick    chan struct{}
 }
 
 // New returns a publisher storing its serials and the newest signed
@@ -75,7 +76,7 @@ func New(db *bbolt.DB, opts Options) (*Publisher, error) {
 		opts.Now = time.Now
 	}
 	p := &Publisher{db: db, opts: opts, signed: map[string][]byte{},
-		kick: make(chan string, 16)}
+		pending: map[string]bool{}, kick: make(chan struct{}, 1)}
 	err := db.Update(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketPublish)
 		if err != nil {
@@ -214,8 +215,11 @@ func (p *Publisher) PublishAll() error {
 // Changed asks Run to publish instance soon; it never blocks. Use it as
 // the registry's Changed hook.
 func (p *Publisher) Changed(instance string) {
+	p.mu.Lock()
+	p.pending[instance] = true
+	p.mu.Unlock()
 	select {
-	case p.kick <- instance:
+	case p.kick <- struct{}{}:
 	default:
 	}
 }
@@ -233,9 +237,18 @@ func (p *Publisher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case inst := <-p.kick:
-			if _, err := p.Publish(inst); err != nil {
-				return err
+		case <-p.kick:
+			p.mu.Lock()
+			var insts []string
+			for i := range p.pending {
+				insts = append(insts, i)
+			}
+			clear(p.pending)
+			p.mu.Unlock()
+			for _, inst := range insts {
+				if _, err := p.Publish(inst); err != nil {
+					return err
+				}
 			}
 		case <-t.C:
 			if err := p.PublishAll(); err != nil {
