@@ -360,3 +360,33 @@ func Prune(dir string, retention time.Duration, now time.Time) ([]string, error)
 	}
 	return removed, nil
 }
+
+// Every archives by period until ctx ends: at the start of each period it
+// runs Run for the entries before that start (now truncated to period, so
+// a daily period archives the day before), then Prune with
+// Policy.Retention. report receives each round's files written, files
+// pruned and error; the caller logs them. A failed round is retried at the
+// next tick.
+func (a *Archiver) Every(ctx context.Context, period time.Duration,
+	report func(written, pruned []string, err error)) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := now().Truncate(period)
+		written, err := a.Run(ctx, start)
+		var pruned []string
+		if err == nil {
+			pruned, err = Prune(a.Dir, a.Policy.Retention, now())
+		}
+		report(written, pruned, err)
+	}
+}

@@ -486,3 +486,38 @@ func TestPrune(t *testing.T) {
 		t.Fatal("a zero retention pruned files")
 	}
 }
+
+// TestEvery: the periodic archiver moves what was logged before the
+// current period and reports it.
+func TestEvery(t *testing.T) {
+	w := newWorld(t)
+	w.exchange(t)
+	w.stamp(t)
+	a := w.archiver(0)
+	// A clock one period ahead: everything logged so far is in a past period.
+	a.Now = func() time.Time { return time.Now().Add(time.Hour) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan []string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Every(ctx, time.Millisecond, func(written, pruned []string, err error) {
+			if err != nil && ctx.Err() == nil {
+				t.Error(err)
+			}
+			if len(written) > 0 {
+				select {
+				case got <- written:
+				default:
+				}
+			}
+		})
+	}()
+	files := <-got
+	cancel()
+	<-done
+	if r := Verify(files, w.verifyOptions(0)); !r.OK() || r.Files[0].Messages != 2 {
+		t.Fatalf("Every wrote %v: %v", files, r.Problems)
+	}
+}
