@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/events"
@@ -31,6 +35,9 @@ var randReader io.Reader = rand.Reader
 // other security servers reach. Serve it over TLSConfig.
 type ServerProxy struct {
 	cfg   Config
+	peers sync.Map // peerKey -> time.Time until which the chain counts as verified
+	// peerStores counts verifications, to prune peers now and then.
+	peerStores atomic.Uint64
 	isc   *http.Client
 	codes map[ident.Client][]string // service codes configured per provider
 }
@@ -116,7 +123,7 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 		return nil, "", nil, fault(soap.CodeBadCertificate, "the calling security server's "+
 			"authentication certificate is not pinned in the global configuration")
 	}
-	if err := verifyChain(conf, r.TLS.PeerCertificates, p.cfg.Now()); err != nil {
+	if err := p.verifyPeer(conf, r.TLS.PeerCertificates); err != nil {
 		return nil, "", nil, fault(soap.CodeBadCertificate, "%v", err)
 	}
 
@@ -250,6 +257,44 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 		return nil, "", h, logFault(err, "response")
 	}
 	return out, outCT, h, nil
+}
+
+// peerKey names a peer certificate chain verified against one version of
+// the global configuration.
+type peerKey struct {
+	cert   [32]byte
+	serial uint64
+}
+
+// peerRecheck is how long a verified peer chain is trusted before it is
+// verified again; the pin itself is checked on every request.
+const peerRecheck = time.Minute
+
+// verifyPeer checks the calling server's certificate chain, at most once a
+// minute per certificate and configuration version: a chain verification
+// costs a signature check, and a connection carries many requests.
+func (p *ServerProxy) verifyPeer(conf *globalconf.Conf, chain []*x509.Certificate) error {
+	now := p.cfg.Now()
+	k := peerKey{cert: sha256.Sum256(chain[0].Raw), serial: conf.Serial}
+	if until, ok := p.peers.Load(k); ok && now.Before(until.(time.Time)) &&
+		now.Before(chain[0].NotAfter) {
+		return nil
+	}
+	if err := verifyChain(conf, chain, now); err != nil {
+		p.peers.Delete(k)
+		return err
+	}
+	p.peers.Store(k, now.Add(peerRecheck))
+	if p.peerStores.Add(1)%256 == 0 {
+		// Forget entries of old configuration versions.
+		p.peers.Range(func(k, until any) bool {
+			if now.After(until.(time.Time)) {
+				p.peers.Delete(k)
+			}
+			return true
+		})
+	}
+	return nil
 }
 
 // peekRequest reads the SOAP part of a multipart/signed body, before the

@@ -34,6 +34,8 @@ func main() {
 		"(built when empty)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the servers "+
 		"as `prefix`-client.pprof and prefix-provider.pprof")
+	flag.StringVar(&o.dir, "dir", "", "`folder` in which to put the servers' files "+
+		"(message logs, databases); the system's temporary folder when empty")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working folder (configurations, logs)")
 	flag.Parse()
 	if err := run(o); err != nil {

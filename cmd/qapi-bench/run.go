@@ -53,6 +53,26 @@ func (p *proc) stop() {
 	p.cmd.Process.Kill()
 }
 
+// cpuTime returns the user and system CPU time the process pid has used.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, may hold spaces; the fields after its
+	// closing parenthesis start with field 3.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var utime, stime int64
+	if _, err := fmt.Sscan(f[11], &utime); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(f[12], &stime); err != nil {
+		return 0, err
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
 // memory returns VmRSS and VmHWM of the process, in kB.
 func (p *proc) memory() (rss, hwm int, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
@@ -95,7 +115,7 @@ func run(o options) error {
 	if o.size > 10240 {
 		return fmt.Errorf("-size %d is over the 10240 bytes of clause 5.2", o.size)
 	}
-	work, err := os.MkdirTemp("", "qapi-bench-")
+	work, err := os.MkdirTemp(o.dir, "qapi-bench-")
 	if err != nil {
 		return err
 	}
@@ -146,31 +166,64 @@ func run(o options) error {
 	fmt.Printf("qapi-bench %s, %s/%s, %d CPUs, GOMAXPROCS %d, host %s\n",
 		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH,
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), host)
-	fmt.Printf("request %d bytes (searchPersons), message logging on, %d clients\n\n",
+	sync, err := syncLatency(work)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("request %d bytes (searchPersons), message logging on, %d clients\n",
 		len(request(o.size, "x")), o.clients)
+	fmt.Printf("files in %s: a 4 KiB write + fdatasync takes %.2f ms (median of 20)\n\n",
+		work, float64(sync.Microseconds())/1000)
 
 	// Warm up connections and caches; not measured.
 	if _, err := load(chainURL, o.size, o.clients, 2*time.Second, 0); err != nil {
 		return err
 	}
+	pids := map[string]int{"client SS": servers[1].cmd.Process.Pid,
+		"provider SS": servers[0].cmd.Process.Pid, "register": isProc.cmd.Process.Pid,
+		"load generator": os.Getpid()}
 	for _, r := range []struct {
 		name  string
 		url   string
 		rate  int
 		dur   time.Duration
-		conc  int
 		label string
 	}{
-		{"chain", chainURL, 0, o.duration, o.clients, "IS -> client SS -> provider SS -> IS"},
-		{"direct", isURL, 0, o.duration, o.clients, "straight at the register"},
-		{"rate", chainURL, o.rate, o.rateDuration, o.clients,
+		{"chain", chainURL, 0, o.duration, "IS -> client SS -> provider SS -> IS"},
+		{"direct", isURL, 0, o.duration, "straight at the register"},
+		{"rate", chainURL, o.rate, o.rateDuration,
 			fmt.Sprintf("%d requests/s through the chain", o.rate)},
 	} {
-		res, err := load(r.url, o.size, r.conc, r.dur, r.rate)
+		before := map[string]time.Duration{}
+		for name, pid := range pids {
+			if before[name], err = cpuTime(pid); err != nil {
+				return err
+			}
+		}
+		res, err := load(r.url, o.size, o.clients, r.dur, r.rate)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("%-7s %-38s %s\n", r.name, r.label, res)
+		if r.name != "chain" || res.n == 0 {
+			continue
+		}
+		// CPU per exchange does not depend on what else loads the machine:
+		// 2 cores divided by its sum bound the throughput of an idle box.
+		var line []string
+		var total time.Duration
+		for _, name := range []string{"client SS", "provider SS", "register",
+			"load generator"} {
+			after, err := cpuTime(pids[name])
+			if err != nil {
+				return err
+			}
+			per := (after - before[name]) / time.Duration(res.n)
+			total += per
+			line = append(line, fmt.Sprintf("%s %.2f", name, float64(per.Microseconds())/1000))
+		}
+		fmt.Printf("        CPU ms per exchange: %s; total %.2f\n", strings.Join(line, ", "),
+			float64(total.Microseconds())/1000)
 	}
 	fmt.Println()
 	for _, sp := range servers {
@@ -182,6 +235,32 @@ func run(o options) error {
 			float64(hwm)/1024)
 	}
 	return nil
+}
+
+// syncLatency returns the median time of a 4 KiB write and fdatasync in
+// dir: what each durable commit of the message log and the replay store
+// costs at least, twice (bbolt syncs data, then its meta page).
+func syncLatency(dir string) (time.Duration, error) {
+	f, err := os.CreateTemp(dir, "sync-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var ds []time.Duration
+	for i := range 20 {
+		t0 := time.Now()
+		if _, err := f.WriteAt(buf, int64(i)*4096); err != nil {
+			return 0, err
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], nil
 }
 
 var seq atomic.Int64

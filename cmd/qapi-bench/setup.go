@@ -29,6 +29,7 @@ type options struct {
 	bin          string
 	cpuProfile   string
 	keep         bool
+	dir          string
 }
 
 var (
