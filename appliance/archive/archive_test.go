@@ -468,7 +468,48 @@ func TestEvidenceWithOpenSSL(t *testing.T) {
 	if _, err := hex.DecodeString(c.Manifest.LastHash); err != nil {
 		t.Fatal(err)
 	}
+	// And a stranger recomputes the chain from docs/messagelog.md alone.
+	python := testenv.NeedCommand(t, "python3")
+	script := filepath.Join(dir, "chain.py")
+	os.WriteFile(script, []byte(chainPy), 0o600)
+	out := run(python, script, x)
+	if strings.TrimSpace(out) != c.Manifest.LastHash {
+		t.Fatalf("python recomputed the chain to %q, want %s", out, c.Manifest.LastHash)
+	}
 }
+
+// chainPy recomputes every entry's hash by the canonical encoding of
+// docs/messagelog.md, checks each link and body digest, and prints the
+// last hash.
+const chainPy = `import glob, hashlib, json, os, struct, sys
+from datetime import datetime
+d = sys.argv[1]
+m = json.load(open(os.path.join(d, "manifest.json")))
+prev = m["prev"]
+def field(b): return struct.pack(">I", len(b)) + b
+for seq in range(m["first"], m["last"] + 1):
+    e = json.load(open(os.path.join(d, "entries", "%020d.json" % seq)))
+    assert e["prev"] == prev, "entry %d: broken link" % seq
+    body = open(os.path.join(d, e["message"]), "rb").read()
+    head = ("Content-Type: " + e["contentType"] + "\r\n\r\n").encode()
+    assert body.startswith(head)
+    digest = hashlib.sha256(body[len(head):]).digest()
+    assert digest.hex() == e["signedSha256"], "entry %d: body" % seq
+    t = e["time"].replace("Z", "")
+    whole, _, frac = t.partition(".")
+    secs = int(datetime.fromisoformat(whole + "+00:00").timestamp())
+    ns = secs * 10**9 + int((frac + "000000000")[:9])
+    c = b"QAPI-MESSAGELOG-1" + field(struct.pack(">Q", seq)) + field(bytes.fromhex(prev))
+    c += field(struct.pack(">q", ns))
+    for k in ("kind", "messageId", "client", "service", "contentType"):
+        c += field(e[k].encode())
+    c += field(digest)
+    h = hashlib.sha256(c).hexdigest()
+    assert h == e["hash"], "entry %d: hash" % seq
+    prev = h
+assert prev == m["lastHash"]
+print(prev)
+`
 
 func TestPrune(t *testing.T) {
 	dir := t.TempDir()

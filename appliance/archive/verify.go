@@ -28,6 +28,7 @@ type Problem struct {
 	What string
 }
 
+// String renders the problem as "file: entry n: what".
 func (p Problem) String() string {
 	if p.Seq == 0 {
 		return fmt.Sprintf("%s: %s", p.File, p.What)

@@ -113,6 +113,7 @@ type CorruptError struct {
 	Reason string
 }
 
+// Error names the file, the entry and the fault.
 func (e *CorruptError) Error() string {
 	if e.Seq == 0 {
 		return fmt.Sprintf("%s: %s", e.Where, e.Reason)
