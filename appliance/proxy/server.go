@@ -38,8 +38,8 @@ type ServerProxy struct {
 	peers sync.Map // peerKey -> time.Time until which the chain counts as verified
 	// peerStores counts verifications, to prune peers now and then.
 	peerStores atomic.Uint64
-	isc   *http.Client
-	codes map[ident.Client][]string // service codes configured per provider
+	isc        *http.Client
+	codes      map[ident.Client][]string // service codes configured per provider
 }
 
 // NewServerProxy checks cfg and returns the server-side proxy.
