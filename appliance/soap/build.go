@@ -25,14 +25,14 @@ const envelopeEnd = "</SOAP-ENV:Envelope>\n"
 // prefixes it declares itself; then ParseRequest accepts the result.
 func NewRequest(h Header, body []byte) []byte {
 	h.RequestHash = nil
-	return build(h, body, false)
+	return build(h, body)
 }
 
 // NewResponse is NewRequest for responses: it also writes h.RequestHash
 // when it is set. A provider's response passed on is never rebuilt; this
 // is for services written in Go and for tests.
 func NewResponse(h Header, body []byte) []byte {
-	return build(h, body, false)
+	return build(h, body)
 }
 
 // Envelope returns the SOAP 1.1 envelope carrying f, echoing hdr (when not
@@ -41,8 +41,9 @@ func NewResponse(h Header, body []byte) []byte {
 // The faultcode is f.Code unqualified, as X-Road writes it. Of hdr, only
 // the headers that ParseResponse would accept are echoed (protocolVersion
 // only when it is 4.0), so that a fault answering a half-valid request
-// still parses; with hdr nil the SOAP Header is empty. Detail, when set,
-// is written as the text of a faultDetail element.
+// still parses; with hdr nil the SOAP Header is empty. An empty Code is
+// written as Server.Internal. Detail, when set, is written as the text of
+// a faultDetail element.
 func (f *Fault) Envelope(hdr *Header) []byte {
 	var b bytes.Buffer
 	b.WriteString(envelopeStart)
@@ -51,7 +52,11 @@ func (f *Fault) Envelope(hdr *Header) []byte {
 		writeHeaders(&b, *hdr, true)
 	}
 	b.WriteString("</SOAP-ENV:Header>\n<SOAP-ENV:Body>\n<SOAP-ENV:Fault>\n")
-	element(&b, "faultcode", f.Code)
+	code := strings.TrimSpace(f.Code)
+	if code == "" {
+		code = CodeInternal
+	}
+	element(&b, "faultcode", code)
 	element(&b, "faultstring", f.String)
 	if f.Actor != "" {
 		element(&b, "faultactor", f.Actor)
@@ -66,12 +71,12 @@ func (f *Fault) Envelope(hdr *Header) []byte {
 	return b.Bytes()
 }
 
-func build(h Header, body []byte, lenient bool) []byte {
+func build(h Header, body []byte) []byte {
 	var b bytes.Buffer
 	b.Grow(len(envelopeStart) + 1024 + len(body))
 	b.WriteString(envelopeStart)
 	b.WriteString("<SOAP-ENV:Header>\n")
-	writeHeaders(&b, h, lenient)
+	writeHeaders(&b, h, false)
 	b.WriteString("</SOAP-ENV:Header>\n<SOAP-ENV:Body>")
 	b.Write(body)
 	b.WriteString("</SOAP-ENV:Body>\n")

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // The seed corpora are in testdata/fuzz; the normal suite runs only them.
@@ -233,4 +234,58 @@ func request10KB(tb testing.TB) []byte {
 		tb.Fatalf("the request is %d bytes, want %d", len(raw), 10<<10)
 	}
 	return raw
+}
+
+// FuzzFaultEnvelope checks that every fault this package writes parses
+// back to itself, whatever its texts hold.
+func FuzzFaultEnvelope(f *testing.F) {
+	f.Add(CodeAccessDenied, "no access; ask", "", "")
+	f.Add("", "a\r\nb\tc", "http://ss.example.az/", "  ref 7  ")
+	f.Add(CodeReplay, "\x00\xff\ufffe <&>]]>", "\x01", "\x7f")
+	f.Fuzz(func(t *testing.T, code, str, actor, detail string) {
+		in := &Fault{Code: code, String: str, Actor: actor, Detail: detail}
+		h := testHeader()
+		m, err := ParseResponse(in.Envelope(&h), Limits{MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatalf("the fault envelope is refused: %v", err)
+		}
+		want := Fault{
+			Code:   strings.TrimSpace(xmlText(code)),
+			String: xmlText(str),
+			Actor:  xmlText(actor),
+			Detail: strings.TrimSpace(xmlText(strings.TrimSpace(detail))),
+		}
+		if c, ok := strings.CutPrefix(want.Code, "SOAP-ENV:"); ok {
+			want.Code = c
+		}
+		if want.Code == "" {
+			want.Code = CodeInternal
+		}
+		if m.Fault == nil || *m.Fault != want {
+			t.Fatalf("fault\n got %+v\nwant %+v", m.Fault, want)
+		}
+		if !reflect.DeepEqual(m.Header, h) {
+			t.Fatalf("header\n got %+v\nwant %+v", m.Header, h)
+		}
+	})
+}
+
+// xmlText returns s as XML text can carry it: invalid UTF-8 and characters
+// XML 1.0 forbids become U+FFFD, as xml.EscapeText writes them.
+func xmlText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || !isXMLChar(r) {
+			r = '\uFFFD'
+		}
+		b.WriteRune(r)
+		i += n
+	}
+	return b.String()
+}
+
+func isXMLChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
 }

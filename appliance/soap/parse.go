@@ -222,6 +222,8 @@ func (p *parser) xroadHeader(t token) error {
 	case "client", "service", "id", "userId", "issue", "protocolVersion",
 		"requestHash", "securityServer":
 	case "centralService":
+		// TODO: resolve centralService to a concrete service once the global
+		// configuration lists central services; until then it is refused.
 		return p.s.faultAt(CodeBadHeader, t.start,
 			"central services are not supported; name the concrete service in "+
 				"xroad:service")
