@@ -62,8 +62,12 @@ func WithRequestHash(resp, request []byte) ([]byte, error) {
 	el := requestHashElement(HashRequest(request))
 	edit, err := findHeaderEnd(resp)
 	if err != nil {
+		why := err.Error()
+		if f := AsFault(err); f != nil {
+			why = f.String
+		}
 		return nil, &Fault{Code: CodeProviderFault, String: "the provider's response " +
-			"cannot take a requestHash: " + err.Error() +
+			"cannot take a requestHash: " + why +
 			"; the provider's information system must answer with a SOAP 1.1 envelope"}
 	}
 

@@ -233,6 +233,7 @@ func TestWithRequestHash(t *testing.T) {
 		before, after string
 	}{
 		{"ordinary header", string(resp), "", ""},
+		{"byte order mark", "\xef\xbb\xbf" + string(resp), "", ""},
 		{"no header", `<S:Envelope ` + env + `><S:Body><a/></S:Body></S:Envelope>`,
 			`<S:Envelope ` + env + `>`, `<S:Body><a/></S:Body></S:Envelope>`},
 		{"default-namespace envelope, no header",
@@ -260,11 +261,11 @@ func TestWithRequestHash(t *testing.T) {
 			if strings.Contains(string(out), "AAAA") {
 				t.Errorf("the provider's requestHash survived:\n%s", out)
 			}
-			if tc.name == "ordinary header" {
+			if tc.name == "ordinary header" || tc.name == "byte order mark" {
 				// Everything but the insertion is the response's bytes.
-				i := bytes.Index(resp, []byte("</SOAP-ENV:Header>"))
+				i := strings.Index(tc.resp, "</SOAP-ENV:Header>")
 				el := requestHashElement(HashRequest(req))
-				want := string(resp[:i]) + string(el) + string(resp[i:])
+				want := tc.resp[:i] + string(el) + tc.resp[i:]
 				if string(out) != want {
 					t.Errorf("got\n%s\nwant\n%s", out, want)
 				}
