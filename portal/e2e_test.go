@@ -272,6 +272,7 @@ func TestOnboardingToVerifiedConfiguration(t *testing.T) {
 	}
 
 	// Clause 6.8: the server reports an incident; the operator filters.
+	// (Before the revocation of its authentication certificate below.)
 	ic := &incident.Client{URL: conf.IncidentURL, Key: auth.PrivateKey.(signerKey),
 		Cert: auth.Leaf.Raw}
 	rep := incident.Report{Kind: incident.Replay, Time: e.clk.Now(), Client: sub.String(),
@@ -293,6 +294,14 @@ func TestOnboardingToVerifiedConfiguration(t *testing.T) {
 	if err := stranger.Report(context.Background(), rep); err == nil ||
 		!strings.Contains(err.Error(), "not the authentication certificate") {
 		t.Errorf("report signed by a non-server certificate: %v", err)
+	}
+
+	// A revoked authentication certificate is no longer pinned.
+	e.do("POST", "/api/certs/"+auth.Leaf.SerialNumber.Text(16)+"/revoke",
+		portal.RevokeRequest{Reason: ocsp.KeyCompromise}, nil)
+	if conf := e.refresh(f); len(conf.SecurityServers) != 0 {
+		t.Errorf("a server with a revoked authentication certificate is still published: "+
+			"%+v", conf.SecurityServers)
 	}
 }
 

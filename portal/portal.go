@@ -159,6 +159,7 @@ func (p *Portal) open(cal onboarding.Calendar) error {
 			URL: opts.PublicURL + wire.PathTSA, Cert: tsaCert.Raw}},
 		Validity: opts.ConfValidity, OCSPMaxAge: opts.OCSPMaxAge, BaseURL: opts.PublicURL,
 		IncidentURL: opts.PublicURL + wire.PathIncidents, Now: opts.Now,
+		Revoked: p.isRevoked,
 	})
 	if err != nil {
 		return err
@@ -221,11 +222,24 @@ func (p *Portal) serviceKey(name string, tmpl func() *x509.Certificate) (
 	return key, cert, nil
 }
 
+// isRevoked reports whether der is a certificate this centre revoked.
+func (p *Portal) isRevoked(der []byte) bool {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return true
+	}
+	rec, ok, err := p.CA.Lookup(cert.SerialNumber)
+	return err != nil || ok && rec.Revoked()
+}
+
 // isRegisteredServer reports whether der is the authentication certificate
 // of an approved security server.
 func (p *Portal) isRegisteredServer(der []byte) bool {
 	servers, err := p.Registry.Servers()
 	if err != nil {
+		return false
+	}
+	if p.isRevoked(der) {
 		return false
 	}
 	h := globalconf.CertHash(der)

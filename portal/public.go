@@ -139,6 +139,11 @@ func (p *Portal) postRegistration(w http.ResponseWriter, r *http.Request) {
 			"authentication certificate it registers"))
 		return
 	}
+	if p.isRevoked(cert.Raw) {
+		fail(w, errors.New("registration refused: the authentication certificate is "+
+			"revoked; request a new one"))
+		return
+	}
 	if d := now.Sub(reg.Time); d > wire.MaxAge || d < -wire.MaxAge {
 		fail(w, fmt.Errorf("registration refused: its time %s is more than %s from the "+
 			"portal's; check the server's clock", reg.Time, wire.MaxAge))

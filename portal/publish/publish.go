@@ -50,6 +50,9 @@ type Options struct {
 	IncidentURL string
 	// UpdateKeys are DER public keys that may sign update bundles.
 	UpdateKeys [][]byte
+	// Revoked, when set, reports whether a DER certificate is revoked; a
+	// server whose authentication certificate is revoked is left out.
+	Revoked func(der []byte) bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -137,6 +140,9 @@ func (p *Publisher) Build(instance string) (*globalconf.Conf, error) {
 	}
 	for _, s := range servers {
 		if s.State != "approved" || !active[s.Owner] {
+			continue
+		}
+		if p.opts.Revoked != nil && p.opts.Revoked(s.AuthCert) {
 			continue
 		}
 		c.SecurityServers = append(c.SecurityServers, globalconf.SecurityServer{
