@@ -35,11 +35,18 @@ func main() {
 	holidays := flag.String("holidays", "", "non-working dates 2006-01-02, comma-separated")
 	validity := flag.Duration("conf-validity", 10*time.Minute,
 		"validity period of each published global configuration")
+	tlsCert := flag.String("tls-cert", "", "serve the public listener over HTTPS with "+
+		"this PEM certificate file (with -tls-key); -public-url must then be https")
+	tlsKey := flag.String("tls-key", "", "the PEM private key file of -tls-cert")
 	flag.Parse()
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(os.Stderr, "qapi-portal: -tls-cert and -tls-key go together")
+		os.Exit(2)
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(log, *dir, *listen, *publicURL, *operator, *instances, *holidays,
-		*validity); err != nil {
+		*validity, *tlsCert, *tlsKey); err != nil {
 		log.Error("qapi-portal stopped", "err", err)
 		os.Exit(1)
 	}
@@ -56,7 +63,7 @@ func split(s string) []string {
 }
 
 func run(log *slog.Logger, dir, listen, publicURL, operator, instances, holidays string,
-	validity time.Duration) error {
+	validity time.Duration, tlsCert, tlsKey string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -65,7 +72,11 @@ func run(log *slog.Logger, dir, listen, publicURL, operator, instances, holidays
 		return fmt.Errorf("public listener: %w", err)
 	}
 	if publicURL == "" {
-		publicURL = fmt.Sprintf("http://127.0.0.1:%d", pl.Addr().(*net.TCPAddr).Port)
+		scheme := "http"
+		if tlsCert != "" {
+			scheme = "https"
+		}
+		publicURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, pl.Addr().(*net.TCPAddr).Port)
 	}
 	p, err := portal.Open(portal.Options{Dir: dir, PublicURL: publicURL,
 		Instances: split(instances), Holidays: split(holidays), ConfValidity: validity})
@@ -93,7 +104,13 @@ func run(log *slog.Logger, dir, listen, publicURL, operator, instances, holidays
 	pub := &http.Server{Handler: p.PublicHandler(), ReadHeaderTimeout: 10 * time.Second}
 	ops := &http.Server{Handler: p.OperatorHandler(token), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
-	go func() { errc <- pub.Serve(pl) }()
+	go func() {
+		if tlsCert != "" {
+			errc <- pub.ServeTLS(pl, tlsCert, tlsKey)
+			return
+		}
+		errc <- pub.Serve(pl)
+	}()
 	go func() { errc <- ops.Serve(tls.NewListener(ol, cfg)) }()
 	go func() { errc <- p.Run(ctx) }()
 	log.Info("portal started", "public", publicURL, "operator", url, "connection", connPath,
