@@ -105,7 +105,7 @@ func ParseSubject(str string) (Subject, error) {
 	switch s.Kind {
 	case KindGlobalGroup, KindLocalGroup:
 		s.Group = id
-	default:
+	case KindMember, KindSubsystem:
 		c, err := ident.ParseClient(id)
 		if err != nil {
 			return Subject{}, fmt.Errorf("subject %q: %w", str, err)
