@@ -72,8 +72,10 @@ type refusal struct {
 	wantCode string
 }
 
-func getPersonReq(e *env) []byte {
-	return sampleis.GetPersonRequest(header(getPerson, newID()), e.is.Persons()[0].FIN)
+func getPersonReq(e *env) []byte { return getPersonReqFor(e, e.is.Persons()[0].FIN) }
+
+func getPersonReqFor(e *env, fin string) []byte {
+	return sampleis.GetPersonRequest(header(getPerson, newID()), fin)
 }
 
 func TestRefusals(t *testing.T) {

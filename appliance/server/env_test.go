@@ -110,6 +110,9 @@ type env struct {
 	foreignAuth    *testpki.Cert
 	clientHTTPSURL string
 	isTLS          *testpki.Cert // the client IS's TLS client certificate
+	// onIS, when set, runs whenever the provider's information system is
+	// reached, before it answers.
+	onIS atomic.Pointer[func()]
 }
 
 func writePEM(t *testing.T, path string, certs ...*x509.Certificate) {
@@ -197,7 +200,12 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{is: sampleis.New()}
 	e.ca = must[*testpki.CA](t)(testpki.NewCA("Qapı test CA"))
-	ists := httptest.NewServer(e.is)
+	ists := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := e.onIS.Load(); f != nil {
+			(*f)()
+		}
+		e.is.ServeHTTP(w, r)
+	}))
 	t.Cleanup(ists.Close)
 	e.isURL = ists.URL
 	e.rogueSign = must[*testpki.Cert](t)(e.ca.IssueSigning(rogueMember))
