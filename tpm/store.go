@@ -107,8 +107,8 @@ func (s *Store) Signer(p keys.Purpose) (crypto.Signer, error) {
 }
 
 // Secret returns the 32-byte secret of purpose p (keys.LogEncryption),
-// unsealing it, or generating and sealing it on first use. The caller must
-// not modify the returned slice.
+// unsealing it, or generating and sealing it on first use. Each call
+// returns a fresh copy.
 func (s *Store) Secret(p keys.Purpose) ([]byte, error) {
 	if p != keys.LogEncryption {
 		return nil, fmt.Errorf("key store: %q is not a secret purpose", p)
@@ -126,7 +126,7 @@ func (s *Store) Secret(p keys.Purpose) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return k.([]byte), nil
+	return bytes.Clone(k.([]byte)), nil
 }
 
 // get returns the key of p from memory, its blob, or a new one made by
