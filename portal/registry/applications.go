@@ -136,8 +136,9 @@ func (r *Registry) SubmitService(a onboarding.ServiceApplication) (Application, 
 	}
 	prov, _ := ident.ParseClient(a.Provider)
 	m, err := r.Member(prov)
-	if err != nil || (prov.SubsystemCode != "" && !m.hasSubsystem(prov.SubsystemCode)) {
-		return Application{}, fmt.Errorf("annex 2 provider %s is not registered; "+
+	if err != nil || !m.Active() ||
+		(prov.SubsystemCode != "" && !m.hasSubsystem(prov.SubsystemCode)) {
+		return Application{}, fmt.Errorf("annex 2 provider %s is not registered and active; "+
 			"its annex 1 application must be approved first", prov)
 	}
 	app := Application{Kind: AppService, Received: r.opts.Now().UTC(), State: StateTesting,
