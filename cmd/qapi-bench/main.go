@@ -36,9 +36,11 @@ func main() {
 		"as `prefix`-client.pprof and prefix-provider.pprof")
 	flag.StringVar(&o.dir, "dir", "", "`folder` in which to put the servers' files "+
 		"(message logs, databases); the system's temporary folder when empty")
+	flag.StringVar(&o.serverLogLevel, "server-log-level", "warn", "the servers' `logLevel`; "+
+		"info logs a line per exchange")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working folder (configurations, logs)")
 	flag.Parse()
-	if err := run(o); err != nil {
+	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "qapi-bench:", err)
 		os.Exit(1)
 	}

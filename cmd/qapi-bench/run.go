@@ -23,8 +23,9 @@ import (
 
 // proc is a started program.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 func start(name, bin string, logPath string, args ...string) (*proc, error) {
@@ -38,19 +39,20 @@ func start(name, bin string, logPath string, args ...string) (*proc, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { cmd.Wait(); f.Close() }()
-	return &proc{name: name, cmd: cmd}, nil
+	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
+	go func() { cmd.Wait(); f.Close(); close(p.exited) }()
+	return p, nil
 }
 
+// stop ends the program gracefully, or kills it after 10 s.
 func (p *proc) stop() {
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	for range 100 {
-		if p.cmd.ProcessState != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
 	}
-	p.cmd.Process.Kill()
 }
 
 // cpuTime returns the user and system CPU time the process pid has used.
@@ -111,7 +113,7 @@ func waitListening(addrs ...string) error {
 	return nil
 }
 
-func run(o options) error {
+func run(o options, out io.Writer) error {
 	if o.size > 10240 {
 		return fmt.Errorf("-size %d is over the 10240 bytes of clause 5.2", o.size)
 	}
@@ -120,7 +122,7 @@ func run(o options) error {
 		return err
 	}
 	if o.keep {
-		fmt.Println("working folder:", work)
+		fmt.Fprintln(out, "working folder:", work)
 	} else {
 		defer os.RemoveAll(work)
 	}
@@ -131,7 +133,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	c, p, isAddr, err := setup(work)
+	c, p, isAddr, err := setup(work, o.serverLogLevel)
 	if err != nil {
 		return err
 	}
@@ -163,16 +165,16 @@ func run(o options) error {
 	chainURL := "http://" + c.clientAddr + "/"
 	isURL := "http://" + isAddr + "/"
 	host, _ := os.Hostname()
-	fmt.Printf("qapi-bench %s, %s/%s, %d CPUs, GOMAXPROCS %d, host %s\n",
+	fmt.Fprintf(out, "qapi-bench %s, %s/%s, %d CPUs, GOMAXPROCS %d, host %s\n",
 		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH,
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), host)
 	sync, err := syncLatency(work)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("request %d bytes (searchPersons), message logging on, %d clients\n",
+	fmt.Fprintf(out, "request %d bytes (searchPersons), message logging on, %d clients\n",
 		len(request(o.size, "x")), o.clients)
-	fmt.Printf("files in %s: a 4 KiB write + fdatasync takes %.2f ms (median of 20)\n\n",
+	fmt.Fprintf(out, "files in %s: a 4 KiB write + fdatasync takes %.2f ms (median of 20)\n\n",
 		work, float64(sync.Microseconds())/1000)
 
 	// Warm up connections and caches; not measured.
@@ -204,7 +206,7 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%-7s %-38s %s\n", r.name, r.label, res)
+		fmt.Fprintf(out, "%-7s %-38s %s\n", r.name, r.label, res)
 		if r.name != "chain" || res.n == 0 {
 			continue
 		}
@@ -222,16 +224,16 @@ func run(o options) error {
 			total += per
 			line = append(line, fmt.Sprintf("%s %.2f", name, float64(per.Microseconds())/1000))
 		}
-		fmt.Printf("        CPU ms per exchange: %s; total %.2f\n", strings.Join(line, ", "),
+		fmt.Fprintf(out, "        CPU ms per exchange: %s; total %.2f\n", strings.Join(line, ", "),
 			float64(total.Microseconds())/1000)
 	}
-	fmt.Println()
+	fmt.Fprintln(out)
 	for _, sp := range servers {
 		rss, hwm, err := sp.memory()
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%-18s VmRSS %6.1f MB  VmHWM %6.1f MB\n", sp.name, float64(rss)/1024,
+		fmt.Fprintf(out, "%-18s VmRSS %6.1f MB  VmHWM %6.1f MB\n", sp.name, float64(rss)/1024,
 			float64(hwm)/1024)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/globalconf"
@@ -30,6 +31,9 @@ type options struct {
 	cpuProfile   string
 	keep         bool
 	dir          string
+	// serverLogLevel is the servers' logLevel; at info they log every
+	// exchange.
+	serverLogLevel string
 }
 
 var (
@@ -54,7 +58,13 @@ func freeAddr() (string, error) {
 
 // buildPrograms builds qapi-server and qapi-sampleis into dir.
 func buildPrograms(dir string) error {
-	cmd := exec.Command("go", "build", "-o", dir, "./cmd/qapi-server", "./cmd/qapi-sampleis")
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/qapi-server",
+		"./cmd/qapi-sampleis")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build (run qapi-bench from the repository root, or give "+
@@ -100,7 +110,7 @@ type node struct {
 // setup writes the PKI, the global configuration and both servers'
 // configurations under work, and returns the two nodes and the register's
 // address.
-func setup(work string) (c, p *node, isAddr string, err error) {
+func setup(work, logLevel string) (c, p *node, isAddr string, err error) {
 	ca, err := testpki.NewCA("Qapı bench CA")
 	if err != nil {
 		return nil, nil, "", err
@@ -184,7 +194,7 @@ func setup(work string) (c, p *node, isAddr string, err error) {
 			Listen:   server.Listen{ClientHTTP: n.clientAddr, Server: n.serverAddr},
 			TLS:      server.TLSFiles{AuthCert: "auth.pem", SigningCert: "sign.pem"},
 			KeyDir:   "keys", Anchor: "anchor.json", GlobalConf: "globalconf.json",
-			MessageLog: "messagelog.db", ConfigDB: "conf.db", LogLevel: "warn",
+			MessageLog: "messagelog.db", ConfigDB: "conf.db", LogLevel: logLevel,
 		}
 		for _, cl := range n.clients {
 			cfg.Identity.Clients = append(cfg.Identity.Clients, cl.String())
