@@ -37,6 +37,7 @@ type ClientProxy struct {
 
 	mu    sync.Mutex
 	peers map[string]*http.Client // by owner/code@address
+	pools poolCache
 }
 
 // NewClientProxy checks cfg and returns the client-side proxy.
@@ -308,7 +309,7 @@ func (p *ClientProxy) checkResponse(conf *globalconf.Conf, req *soap.Message, bo
 		return nil, fault(soap.CodeProviderFault, "the provider's security server "+
 			"answered with an unsigned message that is not a fault")
 	}
-	roots, err := conf.CAPool()
+	roots, err := p.pools.roots(conf)
 	if err != nil {
 		return nil, fault(soap.CodeStaleConf, "%v", err)
 	}
@@ -398,21 +399,21 @@ func (p *ClientProxy) verifyPeer(cs tls.ConnectionState, owner ident.Client,
 		return fmt.Errorf("peer %q for %s/%s: %w", cert.Subject.SerialNumber, owner, code,
 			errNotPinned)
 	}
-	return verifyChain(conf, cs.PeerCertificates, p.cfg.Now())
+	roots, err := p.pools.roots(conf)
+	if err != nil {
+		return err
+	}
+	return verifyChain(roots, cs.PeerCertificates, p.cfg.Now())
 }
 
 // verifyChain checks that a pinned certificate is still valid and issued
 // by a certification centre of the global configuration (2.3).
-func verifyChain(conf *globalconf.Conf, chain []*x509.Certificate, now time.Time) error {
-	roots, err := conf.CAPool()
-	if err != nil {
-		return err
-	}
+func verifyChain(roots *x509.CertPool, chain []*x509.Certificate, now time.Time) error {
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	_, err = chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
 		CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return fmt.Errorf("authentication certificate %q: %w",

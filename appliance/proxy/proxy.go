@@ -45,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/acl"
@@ -204,6 +205,31 @@ func asFault(err error, code string) *soap.Fault {
 		return f
 	}
 	return fault(code, "%v", err)
+}
+
+// poolCache keeps the CA pool of the newest global configuration seen, so
+// that the certificates are parsed once per configuration version rather
+// than once per message.
+type poolCache struct {
+	cur atomic.Pointer[cachedPool]
+}
+
+type cachedPool struct {
+	conf *globalconf.Conf
+	pool *x509.CertPool
+}
+
+// roots returns conf's CA pool.
+func (c *poolCache) roots(conf *globalconf.Conf) (*x509.CertPool, error) {
+	if p := c.cur.Load(); p != nil && p.conf == conf {
+		return p.pool, nil
+	}
+	pool, err := conf.CAPool()
+	if err != nil {
+		return nil, err
+	}
+	c.cur.Store(&cachedPool{conf: conf, pool: pool})
+	return pool, nil
 }
 
 // logFault is the fault for a message the log could not store: the

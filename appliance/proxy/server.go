@@ -38,6 +38,7 @@ type ServerProxy struct {
 	peers sync.Map // peerKey -> time.Time until which the chain counts as verified
 	// peerStores counts verifications, to prune peers now and then.
 	peerStores atomic.Uint64
+	pools      poolCache
 	isc        *http.Client
 	codes      map[ident.Client][]string // service codes configured per provider
 }
@@ -170,7 +171,7 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 	}
 
 	// Clause 2.2.1: the request must be signed by the client's member.
-	roots, err := conf.CAPool()
+	roots, err := p.pools.roots(conf)
 	if err != nil {
 		return nil, "", h, fault(soap.CodeStaleConf, "%v", err)
 	}
@@ -280,7 +281,11 @@ func (p *ServerProxy) verifyPeer(conf *globalconf.Conf, chain []*x509.Certificat
 		now.Before(chain[0].NotAfter) {
 		return nil
 	}
-	if err := verifyChain(conf, chain, now); err != nil {
+	roots, err := p.pools.roots(conf)
+	if err != nil {
+		return err
+	}
+	if err := verifyChain(roots, chain, now); err != nil {
 		p.peers.Delete(k)
 		return err
 	}
