@@ -145,48 +145,66 @@ func TestEncryptedAtRest(t *testing.T) {
 
 // TestConcurrentAppend: many goroutines append at once; every record is
 // stored once, the chain verifies, and group commit put several records in
-// one transaction.
+// one transaction, under each way of bounding a group.
 func TestConcurrentAppend(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "log.db")
-	l := openTest(t, path, testKey(t))
-	defer l.Close()
-	const goroutines, each = 32, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if err := l.Append(context.Background(), testRecord(g*each+i)); err != nil {
-					errs <- err
-					return
-				}
+	tests := []struct {
+		name     string
+		maxBatch int
+		maxDelay time.Duration
+	}{
+		{"defaults", 0, 0},
+		{"small batches", 4, 0},
+		{"waiting for more", 64, 2 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := Open(Options{Path: filepath.Join(t.TempDir(), "log.db"),
+				Key: testKey(t), MaxBatch: tt.maxBatch, MaxDelay: tt.maxDelay})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, e := range collect(t, l) {
-		if seen[e.MessageID] {
-			t.Fatalf("%s stored twice", e.MessageID)
-		}
-		seen[e.MessageID] = true
-	}
-	if len(seen) != goroutines*each {
-		t.Fatalf("%d records stored, want %d", len(seen), goroutines*each)
-	}
-	if _, err := l.Verify(); err != nil {
-		t.Fatal(err)
-	}
-	var txs int
-	l.db.View(func(tx *bolt.Tx) error { txs = tx.ID(); return nil })
-	if txs >= goroutines*each {
-		t.Fatalf("%d transactions for %d records: no group commit", txs, goroutines*each)
+			defer l.Close()
+			const goroutines, each = 32, 20
+			var wg sync.WaitGroup
+			errs := make(chan error, goroutines)
+			for g := range goroutines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range each {
+						err := l.Append(context.Background(), testRecord(g*each+i))
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, e := range collect(t, l) {
+				if seen[e.MessageID] {
+					t.Fatalf("%s stored twice", e.MessageID)
+				}
+				seen[e.MessageID] = true
+			}
+			if len(seen) != goroutines*each {
+				t.Fatalf("%d records stored, want %d", len(seen), goroutines*each)
+			}
+			if _, err := l.Verify(); err != nil {
+				t.Fatal(err)
+			}
+			var txs int
+			l.db.View(func(tx *bolt.Tx) error { txs = tx.ID(); return nil })
+			if txs >= goroutines*each {
+				t.Fatalf("%d transactions for %d records: no group commit", txs,
+					goroutines*each)
+			}
+		})
 	}
 }
 
