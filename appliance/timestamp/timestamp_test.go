@@ -275,6 +275,7 @@ func TestVerifyRefuses(t *testing.T) {
 		want   error
 	}{
 		{"good", resp, digest, nonce, good.roots(), nil},
+		{"trusted by its own certificate", resp, digest, nonce, leafPool(good.cert), nil},
 		{"another digest", resp, digestOf([]byte("y")), nonce, good.roots(), ErrVerification},
 		{"another nonce", resp, digest, big.NewInt(5), good.roots(), ErrVerification},
 		{"untrusted TSA", resp, digest, nonce, plain.roots(), ErrVerification},
@@ -316,4 +317,10 @@ func TestParseOpenSSLQuery(t *testing.T) {
 	if _, err := VerifyResponse(resp, r.Digest, r.Nonce, s.roots()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func leafPool(c *x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c)
+	return p
 }
