@@ -85,8 +85,10 @@ Security servers (dev keys in plain files, no TPM)
 Sample information system (population register)
   WSDL                %s/?wsdl
 
-Try an exchange (police asks the population register, through both servers):
-  curl -s -H 'Content-Type: text/xml; charset=utf-8' --data-binary @%s %s
+Try an exchange (police asks the population register, through both servers;
+sed gives each request a fresh message id, as clause 6.2.4 refuses a replayed one):
+  sed "s/sandbox-curl-1/curl-$(date +%%s%%N)/" %s |
+    curl -s -H 'Content-Type: text/xml; charset=utf-8' --data-binary @- %s
 
 Block the police and try again within %s:
   go run ./cmd/qapi portal block %s -clause 3.7.1 -reason test
