@@ -45,7 +45,8 @@ func Apply(opts Options) error {
 	}
 
 	// Landlock came first, while root could still open the rule paths;
-	// the no_new_privs it set does not hinder changing user. Go applies these to every thread of the process (since Go 1.16).
+	// the no_new_privs it set does not hinder changing user. Go applies
+	// these to every thread of the process (since Go 1.16).
 	if err := syscall.Setgroups(nil); err != nil {
 		return fmt.Errorf("drop supplementary groups: %w", err)
 	}
