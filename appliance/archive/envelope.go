@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 	casn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -53,12 +54,12 @@ func encrypt(plain []byte, readers []*x509.Certificate) (der, cek []byte, err er
 	if _, err := rand.Read(iv); err != nil {
 		return nil, nil, err
 	}
-	eph, err := ecdh.P256().GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
+	// One KeyAgreeRecipientInfo per reader, each with its own ephemeral
+	// key, as OpenSSL writes them: OpenSSL given a key without its
+	// certificate tries only the first encrypted key of each.
 	type wrapped struct {
 		cert *x509.Certificate
+		eph  *ecdh.PrivateKey
 		key  []byte
 	}
 	var keys []wrapped
@@ -72,6 +73,10 @@ func encrypt(plain []byte, readers []*x509.Certificate) (der, cek []byte, err er
 		if err != nil {
 			return nil, nil, fmt.Errorf("reader certificate %q: %w", c.Subject, err)
 		}
+		eph, err := ecdh.P256().GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
 		z, err := eph.ECDH(epub)
 		if err != nil {
 			return nil, nil, fmt.Errorf("reader certificate %q: %w", c.Subject, err)
@@ -80,12 +85,24 @@ func encrypt(plain []byte, readers []*x509.Certificate) (der, cek []byte, err er
 		if err != nil {
 			return nil, nil, err
 		}
-		keys = append(keys, wrapped{c, w})
+		keys = append(keys, wrapped{c, eph, w})
 	}
 	content, err := cbcEncrypt(cek, iv, plain)
 	if err != nil {
 		return nil, nil, err
 	}
+	// DER orders the elements of a SET OF by their encodings.
+	var infos [][]byte
+	for _, k := range keys {
+		var ib cryptobyte.Builder
+		addKARI(&ib, k.cert, k.eph.PublicKey().Bytes(), k.key)
+		info, err := ib.Bytes()
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding a recipient: %w", err)
+		}
+		infos = append(infos, info)
+	}
+	slices.SortFunc(infos, bytes.Compare)
 
 	var b cryptobyte.Builder
 	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
@@ -94,38 +111,9 @@ func encrypt(plain []byte, readers []*x509.Certificate) (der, cek []byte, err er
 			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				b.AddASN1Int64(2) // RFC 5652 6.1: a kari makes it version 2
 				b.AddASN1(casn1.SET, func(b *cryptobyte.Builder) {
-					b.AddASN1(casn1.Tag(1).ContextSpecific().Constructed(),
-						func(b *cryptobyte.Builder) {
-							b.AddASN1Int64(3)
-							b.AddASN1(casn1.Tag(0).ContextSpecific().Constructed(),
-								func(b *cryptobyte.Builder) {
-									b.AddASN1(casn1.Tag(1).ContextSpecific().Constructed(),
-										func(b *cryptobyte.Builder) {
-											b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-												b.AddASN1ObjectIdentifier(oidECPublicKey)
-											})
-											b.AddASN1BitString(eph.PublicKey().Bytes())
-										})
-								})
-							b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-								b.AddASN1ObjectIdentifier(oidECDHSHA256KDF)
-								b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-									b.AddASN1ObjectIdentifier(oidAES256Wrap)
-								})
-							})
-							b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-								for _, k := range keys {
-									b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-										// rid: issuerAndSerialNumber
-										b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-											b.AddBytes(k.cert.RawIssuer)
-											b.AddASN1BigInt(k.cert.SerialNumber)
-										})
-										b.AddASN1OctetString(k.key)
-									})
-								}
-							})
-						})
+					for _, info := range infos {
+						b.AddBytes(info)
+					}
 				})
 				b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
 					b.AddASN1ObjectIdentifier(oidData)
@@ -147,12 +135,50 @@ func encrypt(plain []byte, readers []*x509.Certificate) (der, cek []byte, err er
 	return der, cek, nil
 }
 
+// addKARI adds a KeyAgreeRecipientInfo for one reader: the originator's
+// ephemeral public key, the key agreement and wrap algorithms, and the
+// wrapped content key for the reader named by issuer and serial number.
+func addKARI(b *cryptobyte.Builder, cert *x509.Certificate, eph, wrapped []byte) {
+	b.AddASN1(casn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+		b.AddASN1Int64(3)
+		b.AddASN1(casn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+			b.AddASN1(casn1.Tag(1).ContextSpecific().Constructed(),
+				func(b *cryptobyte.Builder) {
+					b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						b.AddASN1ObjectIdentifier(oidECPublicKey)
+					})
+					b.AddASN1BitString(eph)
+				})
+		})
+		b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oidECDHSHA256KDF)
+			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1ObjectIdentifier(oidAES256Wrap)
+			})
+		})
+		b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddBytes(cert.RawIssuer)
+					b.AddASN1BigInt(cert.SerialNumber)
+				})
+				b.AddASN1OctetString(wrapped)
+			})
+		})
+	})
+}
+
 // envelope is a parsed EnvelopedData.
 type envelope struct {
-	originator []byte   // uncompressed P-256 point
-	wrapped    [][]byte // the encrypted content keys, one per reader
+	recipients []kari
 	iv         []byte
 	content    []byte
+}
+
+// kari is one KeyAgreeRecipientInfo.
+type kari struct {
+	originator []byte   // uncompressed P-256 point
+	wrapped    [][]byte // the encrypted content keys
 }
 
 var errEnvelope = errors.New("not a CMS EnvelopedData with an ECDH P-256 recipient, " +
@@ -190,7 +216,7 @@ func parseEnvelope(der []byte) (*envelope, error) {
 			!ri.ReadASN1(&reks, casn1.SEQUENCE) || !ri.Empty() {
 			return nil, errEnvelope
 		}
-		env.originator = point.Bytes
+		k := kari{originator: point.Bytes}
 		for !reks.Empty() {
 			var rek cryptobyte.String
 			var key []byte
@@ -200,8 +226,9 @@ func parseEnvelope(der []byte) (*envelope, error) {
 				!rek.ReadASN1Bytes(&key, casn1.OCTET_STRING) || !rek.Empty() {
 				return nil, errEnvelope
 			}
-			env.wrapped = append(env.wrapped, key)
+			k.wrapped = append(k.wrapped, key)
 		}
+		env.recipients = append(env.recipients, k)
 	}
 	var eci, cea cryptobyte.String
 	if !ed.ReadASN1(&eci, casn1.SEQUENCE) || !eci.ReadASN1ObjectIdentifier(&oid) ||
@@ -212,7 +239,7 @@ func parseEnvelope(der []byte) (*envelope, error) {
 		return nil, errEnvelope
 	}
 	env.content = rest
-	if len(env.wrapped) == 0 {
+	if len(env.recipients) == 0 {
 		return nil, errEnvelope
 	}
 	return env, nil
@@ -224,19 +251,21 @@ func (env *envelope) contentKey(key *ecdsa.PrivateKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub, err := ecdh.P256().NewPublicKey(env.originator)
-	if err != nil {
-		return nil, fmt.Errorf("%w: originator key: %w", errEnvelope, err)
-	}
-	z, err := priv.ECDH(pub)
-	if err != nil {
-		return nil, err
-	}
-	kek := kdf(z)
-	for _, w := range env.wrapped {
-		// Unwrapping with another reader's key fails the RFC 3394 check.
-		if cek, err := keyUnwrap(kek, w); err == nil && len(cek) == 32 {
-			return cek, nil
+	for _, k := range env.recipients {
+		pub, err := ecdh.P256().NewPublicKey(k.originator)
+		if err != nil {
+			return nil, fmt.Errorf("%w: originator key: %w", errEnvelope, err)
+		}
+		z, err := priv.ECDH(pub)
+		if err != nil {
+			return nil, err
+		}
+		kek := kdf(z)
+		for _, w := range k.wrapped {
+			// Unwrapping with another reader's key fails the RFC 3394 check.
+			if cek, err := keyUnwrap(kek, w); err == nil && len(cek) == 32 {
+				return cek, nil
+			}
 		}
 	}
 	return nil, ErrNotRecipient

@@ -110,16 +110,20 @@ func TestEnvelopeOpenSSL(t *testing.T) {
 		certPath, keyPath := writeReader(t, dir, r)
 		in := filepath.Join(dir, "a.p7m")
 		os.WriteFile(in, der, 0o600)
-		cmd := exec.Command(openssl, "cms", "-decrypt", "-inform", "DER", "-in", in,
-			"-recip", certPath, "-inkey", keyPath, "-binary")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("openssl cms -decrypt, reader %d: %v: %s", i, err, stderr.Bytes())
-		}
-		if !bytes.Equal(out, plain) {
-			t.Fatalf("openssl decrypted %d bytes, want %d", len(out), len(plain))
+		// With the reader's certificate, and with the key alone.
+		for _, recip := range [][]string{{"-recip", certPath}, nil} {
+			args := append([]string{"cms", "-decrypt", "-inform", "DER", "-in", in,
+				"-inkey", keyPath, "-binary"}, recip...)
+			cmd := exec.Command(openssl, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("openssl %v, reader %d: %v: %s", args, i, err, stderr.Bytes())
+			}
+			if !bytes.Equal(out, plain) {
+				t.Fatalf("openssl decrypted %d bytes, want %d", len(out), len(plain))
+			}
 		}
 	}
 	if _, err := decrypt(der, rs[2].key); !errors.Is(err, ErrNotRecipient) {
