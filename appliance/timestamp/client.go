@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 )
 
 // maxResponse bounds what Client reads from a TSA: a token is a TSTInfo,
@@ -24,6 +25,12 @@ type Client struct {
 	Roots *x509.CertPool
 	// HTTP is the client used; http.DefaultClient when nil.
 	HTTP *http.Client
+	// MaxSkew is how far the stamp's time may lie from this machine's clock
+	// (default five minutes): a TSA with a wrong clock gives worthless
+	// evidence.
+	MaxSkew time.Duration
+	// Now returns the current time; time.Now when nil.
+	Now func() time.Time
 }
 
 // Stamp requests a time stamp over a SHA-256 digest and returns the
@@ -75,6 +82,18 @@ func (c *Client) StampToken(ctx context.Context, digest []byte) (*Token, error) 
 	tok, err := VerifyResponse(body, digest, nonce, c.Roots)
 	if err != nil {
 		return nil, fmt.Errorf("time stamp from %s: %w", c.URL, err)
+	}
+	now, skew := time.Now, c.MaxSkew
+	if c.Now != nil {
+		now = c.Now
+	}
+	if skew <= 0 {
+		skew = 5 * time.Minute
+	}
+	if d := tok.Info.GenTime.Sub(now()).Abs(); d > skew+tok.Info.Accuracy {
+		return nil, fmt.Errorf("%w: the stamp from %s says %s, %v away from this "+
+			"server's clock; check the clocks of both", ErrVerification, c.URL,
+			tok.Info.GenTime.Format(time.RFC3339), d.Round(time.Second))
 	}
 	return tok, nil
 }

@@ -324,3 +324,34 @@ func leafPool(c *x509.Certificate) *x509.CertPool {
 	p.AddCert(c)
 	return p
 }
+
+// TestClientRefusesSkew: a stamp whose time is far from the local clock is
+// refused.
+func TestClientRefusesSkew(t *testing.T) {
+	s := newTSA(t, true)
+	var genTime time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, _ := io.ReadAll(r.Body)
+		resp, err := Issue(q, s.key, s.cert, genTime, big.NewInt(3))
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("Content-Type", ContentTypeReply)
+		w.Write(resp)
+	}))
+	defer srv.Close()
+	now := time.Now().Truncate(time.Second)
+	c := &Client{URL: srv.URL, Roots: s.roots(), Now: func() time.Time { return now }}
+	for _, tt := range []struct {
+		off  time.Duration
+		want error
+	}{{0, nil}, {4 * time.Minute, nil}, {-time.Hour, ErrVerification},
+		{10 * time.Minute, ErrVerification}} {
+		genTime = now.Add(tt.off)
+		_, err := c.Stamp(context.Background(), digestOf([]byte("x")))
+		if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+			t.Errorf("stamp %v off: %v, want %v", tt.off, err, tt.want)
+		}
+	}
+}
