@@ -79,7 +79,9 @@ func Apply(ctx context.Context, cfg Config, opts Options) ([]Change, error) {
 	}
 
 	if opts.ResolvConf != "" {
-		changed, err := writeIfChanged(opts.ResolvConf, []byte(resolvConf(cfg)))
+		// Name servers a DHCP client learned stay until it says otherwise.
+		learned := learnedDNS(opts.ResolvConf)
+		changed, err := writeIfChanged(opts.ResolvConf, []byte(resolvConf(cfg, learned)))
 		if err != nil {
 			return done, fmt.Errorf("netconfig: write %s: %w", opts.ResolvConf, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Options are the settings of Apply that are not part of the configuration.
@@ -141,8 +142,7 @@ func planLink(role Role, want Interface, link string, cur linkState) []step {
 		add(step{Change: Change{Action: ActionSetUp}})
 	}
 
-	// TODO: no DHCP client yet; with dhcp set Apply leaves the internal
-	// link's addresses and routes to whatever else manages them.
+	// With dhcp set, RunDHCP owns the link's addresses and routes.
 	if want.DHCP {
 		return steps
 	}
@@ -176,19 +176,38 @@ func planLink(role Role, want Interface, link string, cur linkState) []step {
 	return steps
 }
 
-// resolvConf renders the name servers of both roles, internal first, each
-// once, in resolv.conf format.
-func resolvConf(cfg Config) string {
-	var b []byte
-	b = append(b, "# Written by qapi netconfig from the appliance's network configuration.\n"...)
+// dhcpMarker precedes the name servers the internal DHCP server named.
+const dhcpMarker = "# From the internal interface's DHCP server:\n"
+
+// resolvConf renders the configured name servers of both roles, internal
+// first, then those learned by DHCP, each once, in resolv.conf format.
+func resolvConf(cfg Config, learned []netip.Addr) string {
+	var b strings.Builder
+	b.WriteString("# Written by qapi netconfig from the appliance's network configuration.\n")
 	seen := map[netip.Addr]bool{}
-	for _, s := range append(slices.Clone(cfg.Internal.DNS), cfg.External.DNS...) {
-		a := netip.MustParseAddr(s)
-		if seen[a] {
-			continue
+	add := func(a netip.Addr) {
+		if !seen[a] {
+			seen[a] = true
+			b.WriteString("nameserver " + a.String() + "\n")
 		}
-		seen[a] = true
-		b = append(b, "nameserver "+a.String()+"\n"...)
 	}
-	return string(b)
+	for _, s := range append(slices.Clone(cfg.Internal.DNS), cfg.External.DNS...) {
+		add(netip.MustParseAddr(s))
+	}
+	if !cfg.Internal.DHCP {
+		return b.String()
+	}
+	var extra []netip.Addr
+	for _, a := range learned {
+		if !seen[a] && !slices.Contains(extra, a) {
+			extra = append(extra, a)
+		}
+	}
+	if len(extra) > 0 {
+		b.WriteString(dhcpMarker)
+		for _, a := range extra {
+			add(a)
+		}
+	}
+	return b.String()
 }

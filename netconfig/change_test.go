@@ -97,7 +97,7 @@ func TestResolvConf(t *testing.T) {
 		Internal: Interface{DNS: []string{"198.51.100.53", "2001:db8::53"}},
 		External: Interface{DNS: []string{"192.0.2.53", "198.51.100.53"}},
 	}
-	got := nameservers(resolvConf(cfg))
+	got := nameservers(resolvConf(cfg, nil))
 	want := []string{"198.51.100.53", "2001:db8::53", "192.0.2.53"}
 	if !slices.Equal(got, want) {
 		t.Errorf("name servers %q, want %q", got, want)

@@ -14,10 +14,12 @@
 // Load reads a JSON Config and Validate checks it without touching the
 // machine; every problem is a FieldError naming the field. Apply makes the
 // machine match the configuration and returns the changes it made; a second
-// Apply of the same configuration returns none. Status reports each role's
-// link and Watch reports its changes, each as a LinkStatus whose Warning
-// the monitoring station shows. Counters reads what the firewall dropped.
-// The functions work in the network namespace of the calling OS thread.
+// Apply of the same configuration returns none. RunDHCP keeps a DHCP lease
+// on the internal interface when the configuration asks for one. Status
+// reports each role's link and Watch reports its changes, each as a
+// LinkStatus whose Warning the monitoring station shows. Counters reads
+// what the firewall dropped. The functions work in the network namespace of
+// the calling OS thread.
 //
 // # Configuration
 //
@@ -54,6 +56,16 @@
 // first, go to the resolv.conf file named in Options. "mtu" 0 leaves the MTU
 // alone. "dhcp": true is allowed on the internal role only, in place of
 // "addresses" and "gateway".
+//
+// # DHCP
+//
+// With "dhcp" on the internal role, Apply leaves that link's addresses and
+// routes alone and RunDHCP, a DHCPv4 client (RFC 2131), keeps a lease there:
+// the address carries the lease's lifetime, so the kernel drops it if the
+// client stops; the server's router becomes a default route of metric 200;
+// its name servers follow the configured ones in resolv.conf, where Apply
+// keeps them. The firewall then accepts the server's replies on the
+// internal interface.
 //
 // # Firewall
 //

@@ -219,6 +219,10 @@ func inputRules(fw Firewall, internal, external string, dhcp bool) [][]expr.Any 
 		// Offers and acknowledgements arrive as broadcasts conntrack cannot
 		// match to the request.
 		rules = append(rules, join(iif(internal), udpPorts(67, 68), accept()))
+		// Client broadcasts, the appliance's own among them (the kernel
+		// loops a copy back): nothing listens on port 67, so the stack
+		// discards them quietly instead of the drop counter counting noise.
+		rules = append(rules, join(iif(internal), broadcast(), udpPorts(68, 67), accept()))
 	}
 
 	return append(rules,
@@ -281,6 +285,13 @@ func tcpDport(port uint16) []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
 	)
+}
+
+func broadcast() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.PACKET_BROADCAST}},
+	}
 }
 
 func udpPorts(sport, dport uint16) []expr.Any {

@@ -153,3 +153,24 @@ func enter(ns netns.NsHandle, fn func()) error {
 	fn()
 	return nil
 }
+
+// waitOperUp returns once the link name in ns is operationally up: then
+// the kernel passes its packets. A veth gets there a moment after both ends
+// are set up, and a packet sent in that moment is lost.
+func waitOperUp(t *testing.T, ns netns.NsHandle, name string) {
+	t.Helper()
+	updates := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	defer close(done)
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		Namespace: &ns, ListExisting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for u := range updates {
+		if u.Attrs().Name == name && u.Attrs().OperState == netlink.OperUp {
+			return
+		}
+	}
+	t.Fatalf("link notifications stopped before %s came up", name)
+}

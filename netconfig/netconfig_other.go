@@ -28,3 +28,8 @@ func Status(cfg Config) ([]LinkStatus, error) { return nil, errUnsupported }
 
 // Watch reports link changes; off Linux it fails at once.
 func Watch(ctx context.Context, cfg Config, fn func(LinkEvent)) error { return errUnsupported }
+
+// RunDHCP keeps a DHCP lease; off Linux it fails at once.
+func RunDHCP(ctx context.Context, cfg Config, opts Options, report func(Change)) error {
+	return errUnsupported
+}

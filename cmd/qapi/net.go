@@ -14,7 +14,7 @@ import (
 
 func init() {
 	register("net", command{
-		summary: "network interfaces and firewall: qapi net apply|check|status|watch|counters",
+		summary: "interfaces and firewall: qapi net apply|check|status|watch|dhcp|counters",
 		run:     runNet,
 	})
 }
@@ -24,6 +24,7 @@ const netUsage = `usage:
   qapi net check CONFIG                       validate CONFIG without touching anything
   qapi net status [-json] CONFIG              show each role's link: up, speed, duplex
   qapi net watch CONFIG                       print link changes until interrupted
+  qapi net dhcp [-resolv-conf FILE] CONFIG    keep the internal DHCP lease until interrupted
   qapi net counters [-json]                   show what the firewall dropped, by role`
 
 func runNet(args []string) int {
@@ -99,6 +100,14 @@ func runNet(args []string) int {
 		})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "qapi net watch: %v\n", err)
+			return 1
+		}
+		return 0
+	case "dhcp":
+		err := netconfig.RunDHCP(ctx, cfg, netconfig.Options{ResolvConf: *resolv},
+			func(c netconfig.Change) { fmt.Println(c) })
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "qapi net dhcp: %v\n", err)
 			return 1
 		}
 		return 0
