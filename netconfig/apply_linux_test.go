@@ -22,9 +22,12 @@ func labConfig(l *lab) Config {
 		Internal: Interface{
 			Name:      "int0",
 			Addresses: []string{"198.51.100.1/24", "2001:db8:1::1/64"},
-			Routes:    []Route{{Destination: "203.0.113.0/24", Via: peerInt}},
-			DNS:       []string{"198.51.100.53"},
-			MTU:       1400,
+			Routes: []Route{
+				{Destination: "203.0.113.0/24", Via: peerInt},
+				{Destination: "2001:db8:5::/48", Via: peerInt6},
+			},
+			DNS: []string{"198.51.100.53"},
+			MTU: 1400,
 		},
 		External: Interface{
 			MAC:       l.extMAC.String(),
@@ -74,6 +77,7 @@ func TestApplyTwiceChangesOnce(t *testing.T) {
 			"internal int0: add-address 2001:db8:1::1/64",
 			"internal int0: remove-address 198.51.100.9/24",
 			"internal int0: replace-route 203.0.113.0/24 via 198.51.100.2",
+			"internal int0: replace-route 2001:db8:5::/48 via 2001:db8:1::2",
 			"external ext0: set-mtu 1450",
 			"external ext0: set-up",
 			"external ext0: add-address 192.0.2.1/24",
@@ -108,6 +112,7 @@ func TestApplyTwiceChangesOnce(t *testing.T) {
 		want = []string{
 			"internal int0: set-mtu 1500",
 			"internal int0: remove-route 203.0.113.0/24 via 198.51.100.2",
+			"internal int0: remove-route 2001:db8:5::/48 via 2001:db8:1::2",
 			"external ext0: add-address 192.0.2.3/24",
 		}
 		if !slices.Equal(got, want) {

@@ -39,6 +39,8 @@ type Change struct {
 	Value  string `json:"value,omitempty"`
 }
 
+// String renders c as one line for people: "internal eth1: add-address
+// 198.51.100.10/24".
 func (c Change) String() string {
 	s := string(c.Action)
 	if c.Role != "" {

@@ -103,6 +103,8 @@ type FieldError struct {
 	Msg   string
 }
 
+// Error renders the field and the problem: `external.mtu: 100 is outside
+// 1280-9216`.
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 var _ error = &FieldError{}
