@@ -238,58 +238,78 @@ func Open(opts Options) (*Log, error) {
 // openDB opens the bbolt file and loads the chain state. l.mu must be held
 // or the Log not yet shared.
 func (l *Log) openDB() error {
-	db, err := bolt.Open(l.opts.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	var db *bolt.DB
+	err := l.safely(func() (err error) {
+		db, err = bolt.Open(l.opts.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("opening message log %s: %w", l.opts.Path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketRecords, bucketChain, bucketTimestamps,
-			bucketArchive} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		chain := tx.Bucket(bucketChain)
-		if kc := chain.Get(keyKeyCheck); kc != nil {
-			plain, err := l.sealer.open(bucketChain, keyKeyCheck, kc)
-			if err != nil || string(plain) != keyCheckText {
-				return errors.New("the file was written with another log key; " +
-					"use the key it was created with")
-			}
-		} else {
-			kc, err := l.sealer.seal(bucketChain, keyKeyCheck, []byte(keyCheckText))
-			if err != nil {
-				return err
-			}
-			if err := chain.Put(keyKeyCheck, kc); err != nil {
-				return err
-			}
-		}
-		if v := chain.Get(keyHead); v != nil {
-			if l.head, err = parseLink(v); err != nil {
-				return &CorruptError{Where: l.opts.Path, Reason: "chain head: " + err.Error()}
-			}
-		}
-		if v := tx.Bucket(bucketArchive).Get(keyThrough); v != nil {
-			if l.through, err = parseLink(v); err != nil {
-				return &CorruptError{Where: l.opts.Path,
-					Reason: "archive position: " + err.Error()}
-			}
-		}
-		if k, _ := tx.Bucket(bucketTimestamps).Cursor().Last(); k != nil {
-			l.stamped = binary.BigEndian.Uint64(k)
-		}
-		if l.stamped < l.through.seq {
-			l.stamped = l.through.seq
-		}
-		return nil
-	})
+	err = l.safely(func() error { return db.Update(l.prepare) })
 	if err != nil {
 		db.Close()
 		return fmt.Errorf("opening message log %s: %w", l.opts.Path, err)
 	}
 	l.db = db
 	return nil
+}
+
+// prepare creates the buckets and loads the chain state.
+func (l *Log) prepare(tx *bolt.Tx) error {
+	var err error
+	for _, name := range [][]byte{bucketRecords, bucketChain, bucketTimestamps,
+		bucketArchive} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	chain := tx.Bucket(bucketChain)
+	if kc := chain.Get(keyKeyCheck); kc != nil {
+		plain, err := l.sealer.open(bucketChain, keyKeyCheck, kc)
+		if err != nil || string(plain) != keyCheckText {
+			return errors.New("the file was written with another log key; " +
+				"use the key it was created with")
+		}
+	} else {
+		kc, err := l.sealer.seal(bucketChain, keyKeyCheck, []byte(keyCheckText))
+		if err != nil {
+			return err
+		}
+		if err := chain.Put(keyKeyCheck, kc); err != nil {
+			return err
+		}
+	}
+	if v := chain.Get(keyHead); v != nil {
+		if l.head, err = parseLink(v); err != nil {
+			return &CorruptError{Where: l.opts.Path, Reason: "chain head: " + err.Error()}
+		}
+	}
+	if v := tx.Bucket(bucketArchive).Get(keyThrough); v != nil {
+		if l.through, err = parseLink(v); err != nil {
+			return &CorruptError{Where: l.opts.Path,
+				Reason: "archive position: " + err.Error()}
+		}
+	}
+	if k, _ := tx.Bucket(bucketTimestamps).Cursor().Last(); k != nil {
+		l.stamped = binary.BigEndian.Uint64(k)
+	}
+	if l.stamped < l.through.seq {
+		l.stamped = l.through.seq
+	}
+	return nil
+}
+
+// safely runs fn, turning a panic of bbolt over a damaged file into a
+// *CorruptError naming the file.
+func (l *Log) safely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &CorruptError{Where: l.opts.Path,
+				Reason: fmt.Sprintf("the file is damaged: %v", r)}
+		}
+	}()
+	return fn()
 }
 
 // Append stores recs and returns once they are durable, or with the error
@@ -386,29 +406,31 @@ func (l *Log) commit(batch []*request) error {
 	}
 	now := l.opts.Now()
 	head := l.head
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		b.FillPercent = 1 // keys only grow
-		for _, r := range batch {
-			for _, rec := range r.recs {
-				if rec.Time.IsZero() {
-					rec.Time = now
+	err := l.safely(func() error {
+		return l.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketRecords)
+			b.FillPercent = 1 // keys only grow
+			for _, r := range batch {
+				for _, rec := range r.recs {
+					if rec.Time.IsZero() {
+						rec.Time = now
+					}
+					rec.Time = rec.Time.UTC()
+					e := Entry{Seq: head.seq + 1, Prev: head.hash, Record: rec}
+					stored := encodeStored(&e)
+					key := seqKey(e.Seq)
+					v, err := l.sealer.seal(bucketRecords, key, stored)
+					if err != nil {
+						return err
+					}
+					if err := b.Put(key, v); err != nil {
+						return err
+					}
+					head = link{seq: e.Seq, hash: e.Hash()}
 				}
-				rec.Time = rec.Time.UTC()
-				e := Entry{Seq: head.seq + 1, Prev: head.hash, Record: rec}
-				stored := encodeStored(&e)
-				key := seqKey(e.Seq)
-				v, err := l.sealer.seal(bucketRecords, key, stored)
-				if err != nil {
-					return err
-				}
-				if err := b.Put(key, v); err != nil {
-					return err
-				}
-				head = link{seq: e.Seq, hash: e.Hash()}
 			}
-		}
-		return tx.Bucket(bucketChain).Put(keyHead, head.bytes())
+			return tx.Bucket(bucketChain).Put(keyHead, head.bytes())
+		})
 	})
 	if err != nil {
 		// A failed commit (a full disk, an I/O error) may leave bbolt's view
@@ -477,7 +499,7 @@ func (l *Log) view(fn func(tx *bolt.Tx) error) error {
 		}
 		return errors.New("message log unavailable after a failed commit; retry")
 	}
-	return db.View(fn)
+	return l.safely(func() error { return db.View(fn) })
 }
 
 // Entries calls fn with each entry from..to (inclusive; to 0 means the
