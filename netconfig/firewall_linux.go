@@ -50,6 +50,22 @@ func applyFirewall(cfg Config, internal, external string) (bool, error) {
 		return false, nil
 	}
 
+	queueReplace(c, inputRules(cfg.Firewall, internal, external, cfg.Internal.DHCP), mark)
+	if err := c.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
+			return false, fmt.Errorf("netconfig: replace firewall table inet %s: the kernel "+
+				"lacks an nf_tables feature the rules need: %w", TableName, err)
+		}
+		return false, fmt.Errorf("netconfig: replace firewall table inet %s: %w", TableName, err)
+	}
+	return true, nil
+}
+
+// queueReplace queues, on c, the deletion of the firewall table and its
+// re-creation with rules as the input chain, the first rule carrying mark.
+// The kernel applies the queue at c.Flush as one transaction: all of it or,
+// when any part fails, none, leaving the table in place as it was.
+func queueReplace(c *nftables.Conn, rules [][]expr.Any, mark string) {
 	// Adding the table first makes the delete succeed on a first apply,
 	// when there is no table yet.
 	c.AddTable(table)
@@ -70,21 +86,13 @@ func applyFirewall(cfg Config, internal, external string) (bool, error) {
 		Name: "forward", Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop,
 	})
-	for i, exprs := range inputRules(cfg.Firewall, internal, external, cfg.Internal.DHCP) {
+	for i, exprs := range rules {
 		r := &nftables.Rule{Table: table, Chain: input, Exprs: exprs}
 		if i == 0 {
 			r.UserData = userdata.AppendString(nil, userdata.TypeComment, mark)
 		}
 		c.AddRule(r)
 	}
-	if err := c.Flush(); err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
-			return false, fmt.Errorf("netconfig: replace firewall table inet %s: the kernel "+
-				"lacks an nf_tables feature the rules need: %w", TableName, err)
-		}
-		return false, fmt.Errorf("netconfig: replace firewall table inet %s: %w", TableName, err)
-	}
-	return true, nil
 }
 
 // fingerprint names the ruleset built from cfg: it is kept as the comment of

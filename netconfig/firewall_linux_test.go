@@ -230,3 +230,52 @@ func TestFingerprintFollowsTheRules(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedReplacementKeepsTheOldTable shows the replacement is one
+// transaction: a batch that deletes our table and fails at its last rule
+// leaves the table, its rules and its counters as they were.
+func TestFailedReplacementKeepsTheOldTable(t *testing.T) {
+	l := newLab(t)
+	cfg := labConfig(l)
+	in(t, l.app, func() {
+		mustApply(t, cfg, Options{})
+		listen(t, 5500, 5501, 9999)
+	})
+	dialAll(t, l, []dialCase{{"198.51.100.1:9999", false}})
+
+	in(t, l.app, func() {
+		before := counters(t)
+		c, err := nftables.New(nftables.AsLasting())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseLasting()
+		markBefore, err := currentMark(c)
+		if err != nil || markBefore == "" {
+			t.Fatalf("mark of the applied table: %q, %v", markBefore, err)
+		}
+
+		other := cfg
+		other.Firewall.TLSPort = 5501
+		rules := inputRules(other.Firewall, "int0", "ext0", false)
+		// The kernel refuses a rule that names a counter nobody made.
+		rules = append(rules, countDrop("no_such_counter"))
+		queueReplace(c, rules, fingerprint(other, "int0", "ext0"))
+		if err := c.Flush(); err == nil {
+			t.Fatal("the kernel accepted a rule naming a missing counter")
+		}
+
+		if mark, err := currentMark(c); err != nil || mark != markBefore {
+			t.Errorf("after the failed batch the table's mark is %q (%v), want %q", mark, err,
+				markBefore)
+		}
+		after := counters(t)
+		if after[CounterDropInternal].Packets < before[CounterDropInternal].Packets ||
+			before[CounterDropInternal].Packets == 0 {
+			t.Errorf("drop_internal %d before the failed batch, %d after; want kept",
+				before[CounterDropInternal].Packets, after[CounterDropInternal].Packets)
+		}
+	})
+	// The old rules still hold.
+	dialAll(t, l, []dialCase{{"192.0.2.1:5500", true}, {"192.0.2.1:5501", false}})
+}
