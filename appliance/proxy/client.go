@@ -84,6 +84,7 @@ func (p *ClientProxy) serveExchange(w http.ResponseWriter, r *http.Request) {
 		rec.ResponseBytes = len(resp.Raw)
 		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 		if resp.Fault != nil {
+			rec.Result, rec.FaultCode = events.ResultFault, resp.Fault.Code
 			// The provider's information system answered with a fault;
 			// it is signed and logged like any answer, and passed on.
 			w.WriteHeader(http.StatusInternalServerError)
@@ -330,7 +331,10 @@ func (p *ClientProxy) checkResponse(conf *globalconf.Conf, req *soap.Message, bo
 		return nil, asFault(err, soap.CodeRequestHash)
 	}
 	rh, qh := &resp.Header, &req.Header
-	if rh.ID != qh.ID || rh.Client != qh.Client || rh.Service != qh.Service {
+	// A fault of the provider's information system may lack the headers;
+	// the requestHash above still binds it to this request.
+	headerless := resp.Fault != nil && rh.ID == "" && rh.Client.IsZero()
+	if !headerless && (rh.ID != qh.ID || rh.Client != qh.Client || rh.Service != qh.Service) {
 		return nil, fault(soap.CodeProviderFault, "the provider's response headers (id, "+
 			"client, service) do not match the request")
 	}

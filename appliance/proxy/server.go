@@ -92,6 +92,9 @@ func (p *ServerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, ct, hdr, f := p.exchange(r, &rec)
 	rec.Done = p.cfg.Now()
 	rec.Result = events.ResultOK
+	if rec.FaultCode != "" {
+		rec.Result = events.ResultFault
+	}
 	if f != nil {
 		rec.Result, rec.FaultCode = events.ResultFault, f.Code
 		writeFault(w, f, hdr)
@@ -232,7 +235,11 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 	if IsMeta(code) {
 		respSOAP, f = p.meta(ctx, conf, req)
 	} else {
-		respSOAP, f = p.callIS(ctx, req)
+		var isFault string
+		respSOAP, isFault, f = p.callIS(ctx, req)
+		// The information system's own fault is an answer, passed on
+		// signed; the record still counts it.
+		rec.FaultCode = isFault
 	}
 	rec.Answered = p.cfg.Now()
 	if f != nil {
@@ -355,17 +362,18 @@ func (p *ServerProxy) service(svc ident.Service) (Service, bool) {
 
 // callIS passes the verified request to the provider's information system
 // and returns its checked response.
-func (p *ServerProxy) callIS(ctx context.Context, req *soap.Message) ([]byte, *soap.Fault) {
+func (p *ServerProxy) callIS(ctx context.Context, req *soap.Message) (answer []byte,
+	faultCode string, f *soap.Fault) {
 	h := &req.Header
 	s, ok := p.service(h.Service)
 	if !ok || s.URL == "" {
-		return nil, fault(soap.CodeUnknownService, "service %s is not configured on the "+
+		return nil, "", fault(soap.CodeUnknownService, "service %s is not configured on the "+
 			"provider's security server", h.Service)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL,
 		bytes.NewReader(req.Raw))
 	if err != nil {
-		return nil, fault(soap.CodeInternal, "information system URL of %s: %v",
+		return nil, "", fault(soap.CodeInternal, "information system URL of %s: %v",
 			h.Service, err)
 	}
 	hr.Header.Set("Content-Type", "text/xml; charset=utf-8")
@@ -376,30 +384,37 @@ func (p *ServerProxy) callIS(ctx context.Context, req *soap.Message) ([]byte, *s
 	}
 	resp, err := c.Do(hr)
 	if err != nil {
-		return nil, fault(soap.CodeProviderDown, "the provider's information system for "+
+		return nil, "", fault(soap.CodeProviderDown, "the provider's information system for "+
 			"%s did not answer: %v", h.Service, err)
 	}
 	defer resp.Body.Close()
 	raw, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes)
 	if err != nil {
-		return nil, fault(soap.CodeProviderDown, "reading the information system's "+
+		return nil, "", fault(soap.CodeProviderDown, "reading the information system's "+
 			"answer: %v", err)
 	}
 	if over {
-		return nil, fault(soap.CodeProviderFault, "the information system's answer is "+
+		return nil, "", fault(soap.CodeProviderFault, "the information system's answer is "+
 			"over %d bytes", p.cfg.ResponseMaxBytes)
 	}
 	m, err := soap.ParseResponse(raw, p.cfg.responseLimits())
 	if err != nil {
 		f := asFault(err, soap.CodeProviderFault)
-		return nil, fault(soap.CodeProviderFault, "the information system answered with "+
+		return nil, "", fault(soap.CodeProviderFault, "the information system answered with "+
 			"an invalid SOAP message (HTTP %d): %s: %s", resp.StatusCode, f.Code, f.String)
 	}
-	if m.Header.ID != h.ID || m.Header.Client != h.Client || m.Header.Service != h.Service {
-		return nil, fault(soap.CodeProviderFault, "the information system's answer "+
+	// A fault may come without the headers; it is still the answer to this
+	// request, which the requestHash added next says.
+	rh := &m.Header
+	headerless := m.Fault != nil && rh.ID == "" && rh.Client.IsZero()
+	if !headerless && (rh.ID != h.ID || rh.Client != h.Client || rh.Service != h.Service) {
+		return nil, "", fault(soap.CodeProviderFault, "the information system's answer "+
 			"headers (id, client, service) do not echo the request")
 	}
-	return raw, nil
+	if m.Fault != nil {
+		return raw, m.Fault.Code, nil
+	}
+	return raw, "", nil
 }
 
 // meta answers listMethods, allowedMethods and getWsdl from this server's

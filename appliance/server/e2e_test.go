@@ -276,3 +276,26 @@ func lines(s string) string {
 	b.WriteString(s)
 	return b.String()
 }
+
+// TestProviderFault passes a fault of the provider's information system
+// back to the client, signed and logged on both sides like any answer.
+func TestProviderFault(t *testing.T) {
+	e := newEnv(t)
+	id := newID()
+	status, body := call(t, http.DefaultClient, e.clientURL(),
+		sampleis.GetPersonRequest(header(getPerson, id), "0000000"))
+	if status != http.StatusInternalServerError || faultCode(t, body) != "Client.NotFound" {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	for _, n := range []*node{e.c, e.p} {
+		got := logged(t, n.srv.MessageLog(), id)
+		if !slices.Equal(got, []messagelog.Kind{messagelog.KindRequest,
+			messagelog.KindResponse}) {
+			t.Errorf("message log holds %v for the exchange", got)
+		}
+		if r := n.events.last(); r.Result != events.ResultFault ||
+			r.FaultCode != "Client.NotFound" {
+			t.Errorf("event record %+v does not count the provider's fault", r)
+		}
+	}
+}
