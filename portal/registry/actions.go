@@ -264,9 +264,15 @@ func (r *Registry) Remedied(id uint64) (Breach, error) {
 // Disconnect disconnects a member in every instance: it leaves the
 // published configurations. The ground is either dissolution without a
 // successor (3.5, at once: breachID 0 and dissolved true) or an open
-// breach notice whose month to remedy has passed (3.6). The caller revokes
-// the member's certificates.
+// breach notice whose month to remedy has passed (3.6). The member must be
+// registered in the instance member names. The caller revokes the member's
+// certificates.
 func (r *Registry) Disconnect(member ident.Client, dissolved bool, breachID uint64) error {
+	// An unknown member must not pass as disconnected: the caller would
+	// then report success and revoke nothing.
+	if _, err := r.Member(member); err != nil {
+		return fmt.Errorf("disconnect: %w", err)
+	}
 	now := r.opts.Now().UTC()
 	reason := "dissolved without a successor (3.5)"
 	if !dissolved {
