@@ -398,16 +398,19 @@ func (l *Log) writer() {
 // reopens the file, so that the state in memory is what the disk holds.
 func (l *Log) commit(batch []*request) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.db == nil {
 		if err := l.openDB(); err != nil {
+			l.mu.Unlock()
 			return fmt.Errorf("message log unavailable, records not stored: %w", err)
 		}
 	}
+	// The writer alone moves the head, so it may write without holding mu:
+	// Append's checks and State do not wait for the disk.
+	db, head := l.db, l.head
+	l.mu.Unlock()
 	now := l.opts.Now()
-	head := l.head
 	err := l.safely(func() error {
-		return l.db.Update(func(tx *bolt.Tx) error {
+		return db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketRecords)
 			b.FillPercent = 1 // keys only grow
 			for _, r := range batch {
@@ -432,11 +435,13 @@ func (l *Log) commit(batch []*request) error {
 			return tx.Bucket(bucketChain).Put(keyHead, head.bytes())
 		})
 	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
 		// A failed commit (a full disk, an I/O error) may leave bbolt's view
 		// of the file and the page cache behind the disk; start afresh from
 		// what is on disk at the next batch.
-		l.db.Close()
+		db.Close()
 		l.db = nil
 		return fmt.Errorf("message log: records not stored: %w", err)
 	}
