@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -176,7 +177,8 @@ func (r resolved) plan(h *netlink.Handle) ([]step, error) {
 			Role: r.role, Link: r.parent.Attrs().Name, Action: ActionSetUp}})
 	}
 	if r.link == nil {
-		planned := planLink(r.role, r.want, r.name, linkState{})
+		// A new link takes router advertisements, as every link does.
+		planned := planLink(r.role, r.want, r.name, linkState{slaac: true})
 		for i := range planned {
 			planned[i].parent = r.parent.Attrs().Index
 		}
@@ -187,6 +189,7 @@ func (r resolved) plan(h *netlink.Handle) ([]step, error) {
 		exists: true,
 		mtu:    r.link.Attrs().MTU,
 		up:     r.link.Attrs().Flags&net.FlagUp != 0,
+		slaac:  takesRA(r.name),
 	}
 	addrs, err := h.AddrList(r.link, netlink.FAMILY_ALL)
 	if err != nil {
@@ -278,6 +281,14 @@ func execute(h *netlink.Handle, s step) error {
 		return h.LinkSetMTU(link, s.mtu)
 	case ActionSetUp:
 		return h.LinkSetUp(link)
+	case ActionIgnoreRA:
+		for _, knob := range raKnobs {
+			path := "/proc/sys/net/ipv6/conf/" + s.Link + "/" + knob
+			if err := os.WriteFile(path, []byte("0\n"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
 	case ActionAddAddress:
 		return h.AddrAdd(link, &netlink.Addr{IPNet: toIPNet(s.prefix)})
 	case ActionRemoveAddress:
@@ -302,6 +313,22 @@ func execute(h *netlink.Handle, s step) error {
 		return h.RouteReplace(rt)
 	}
 	return fmt.Errorf("unknown action %q", s.Action)
+}
+
+// raKnobs are the per-link IPv6 settings by which router advertisements
+// add routes (accept_ra) and addresses (autoconf).
+var raKnobs = []string{"accept_ra", "autoconf"}
+
+// takesRA reports whether the kernel takes addresses or routes from router
+// advertisements on link; false where the link has no IPv6.
+func takesRA(link string) bool {
+	for _, knob := range raKnobs {
+		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + link + "/" + knob)
+		if err == nil && strings.TrimSpace(string(b)) != "0" {
+			return true
+		}
+	}
+	return false
 }
 
 // promoteSecondaries makes the kernel keep the other IPv4 addresses of a

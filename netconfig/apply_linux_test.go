@@ -73,6 +73,7 @@ func TestApplyTwiceChangesOnce(t *testing.T) {
 			"replace-firewall inet qapi",
 			"internal int0: set-mtu 1400",
 			"internal int0: set-up",
+			"internal int0: ignore-router-advertisements",
 			"internal int0: add-address 198.51.100.1/24",
 			"internal int0: add-address 2001:db8:1::1/64",
 			"internal int0: remove-address 198.51.100.9/24",
@@ -80,6 +81,7 @@ func TestApplyTwiceChangesOnce(t *testing.T) {
 			"internal int0: replace-route 2001:db8:5::/48 via 2001:db8:1::2",
 			"external ext0: set-mtu 1450",
 			"external ext0: set-up",
+			"external ext0: ignore-router-advertisements",
 			"external ext0: add-address 192.0.2.1/24",
 			"external ext0: replace-route 0.0.0.0/0 via 192.0.2.254",
 			"write-resolv-conf " + resolv,
@@ -140,6 +142,9 @@ func checkApplied(t *testing.T, cfg Config) {
 		}
 		if link.Attrs().Flags&net.FlagUp == 0 {
 			t.Errorf("%s is down, want up", r.name)
+		}
+		if takesRA(r.name) {
+			t.Errorf("%s still takes addresses or routes from router advertisements", r.name)
 		}
 
 		addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)

@@ -22,6 +22,7 @@ const (
 	ActionCreateVLAN      Action = "create-vlan"
 	ActionSetMTU          Action = "set-mtu"
 	ActionSetUp           Action = "set-up"
+	ActionIgnoreRA        Action = "ignore-router-advertisements"
 	ActionAddAddress      Action = "add-address"
 	ActionRemoveAddress   Action = "remove-address"
 	ActionRemoveRoute     Action = "remove-route"
@@ -72,6 +73,9 @@ type linkState struct {
 	exists bool // false for a VLAN link still to be created
 	mtu    int
 	up     bool
+	// slaac: the kernel takes addresses or routes from IPv6 router
+	// advertisements on the link.
+	slaac bool
 	// addrs excludes IPv6 link-local addresses, which the kernel manages.
 	addrs []netip.Prefix
 	// routes are the static routes with the role's metric on the link.
@@ -147,6 +151,13 @@ func planLink(role Role, want Interface, link string, cur linkState) []step {
 	// With dhcp set, RunDHCP owns the link's addresses and routes.
 	if want.DHCP {
 		return steps
+	}
+
+	// With static addresses the configuration is the only source of
+	// addresses and routes; an address a router advertised would be removed
+	// by every Apply and come back with the next advertisement.
+	if cur.slaac {
+		add(step{Change: Change{Action: ActionIgnoreRA}})
 	}
 
 	var wantAddrs []netip.Prefix

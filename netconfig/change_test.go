@@ -40,9 +40,10 @@ func TestPlanLink(t *testing.T) {
 		want []string
 	}{
 		{"as configured", applied, nil},
-		{"fresh link", linkState{exists: true, mtu: 1500}, []string{
+		{"fresh link", linkState{exists: true, mtu: 1500, slaac: true}, []string{
 			"external eth1: set-mtu 9000",
 			"external eth1: set-up",
+			"external eth1: ignore-router-advertisements",
 			"external eth1: add-address 192.0.2.10/24",
 			"external eth1: add-address 2001:db8::10/64",
 			"external eth1: replace-route 0.0.0.0/0 via 192.0.2.1",

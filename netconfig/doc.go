@@ -49,12 +49,14 @@
 //
 // An interface is found by "name" or by "mac". With "vlan" set, that
 // interface is the parent of a VLAN link named parent.vlan (enp1s0.120 for
-// a parent named enp1s0), which Apply creates and configures. "addresses" are the only
-// addresses the link keeps, apart from IPv6 link-local ones. "gateway" makes
-// the default route; the external one is preferred (metric 100 against 200).
-// "routes" without "via" are on the link. "dns" of both roles, internal
-// first, go to the resolv.conf file named in Options. "mtu" 0 leaves the MTU
-// alone. "dhcp": true is allowed on the internal role only, in place of
+// a parent named enp1s0), which Apply creates and configures. "addresses"
+// are the only addresses the link keeps, apart from IPv6 link-local ones;
+// Apply turns off IPv6 router advertisements and autoconfiguration there,
+// so that a router cannot add others. "gateway" makes the default route;
+// the external one is preferred (metric 100 against 200). "routes" without
+// "via" are on the link. "dns" of both roles, internal first, go to the
+// resolv.conf file named in Options. "mtu" 0 leaves the MTU alone.
+// "dhcp": true is allowed on the internal role only, in place of
 // "addresses" and "gateway".
 //
 // # DHCP
