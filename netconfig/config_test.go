@@ -182,3 +182,32 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestDocExampleIsValid loads the configuration the package documentation
+// shows, so that the example stays one Load accepts.
+func TestDocExampleIsValid(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example []string
+	for _, line := range strings.Split(string(doc), "\n") {
+		if s, ok := strings.CutPrefix(line, "//\t"); ok {
+			example = append(example, s)
+		}
+	}
+	if len(example) == 0 {
+		t.Fatal("doc.go shows no indented example")
+	}
+	path := filepath.Join(t.TempDir(), "example.json")
+	if err := os.WriteFile(path, []byte(strings.Join(example, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("the documentation's example: %v", err)
+	}
+	if cfg.External.VLAN != 120 || cfg.Firewall.TLSPort != 5500 {
+		t.Errorf("example read as %+v", cfg)
+	}
+}
