@@ -42,6 +42,9 @@ var (
 		"crc32c_generic", // ext4 and jbd2 checksums; nothing would load it on demand
 		"virtio_pci", "virtio_blk", "virtio_net",
 		"squashfs", "ext4", "vfat", "nls_cp437", "nls_ascii", "loop",
+		// The ACPI power button as an input device: gokrazy powers off
+		// cleanly, /perm unmounted, when it is pressed.
+		"button", "evdev",
 	}
 	optionalModules = []string{"virtio_rng", "nvme", "ahci", "sd_mod", "e1000e", "igb"}
 )

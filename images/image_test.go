@@ -1,0 +1,264 @@
+package images
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/globalconf"
+	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/appliance/server"
+	"github.com/qapi-az/qapi/gokrazy"
+	"github.com/qapi-az/qapi/images/gpt"
+	"github.com/qapi-az/qapi/internal/testenv"
+	"github.com/qapi-az/qapi/internal/testpki"
+)
+
+// needBuildTools skips (or in CI fails) a test that builds an image
+// without the Debian tools the builder runs.
+func needBuildTools(t *testing.T) {
+	t.Helper()
+	testenv.NeedRoot(t) // apt-get download into the system cache
+	for _, c := range []string{"go", "apt-get", "apt-cache", "dpkg-deb", "mksquashfs",
+		"mkfs.vfat", "mcopy", "mmd", "mdir", "mke2fs"} {
+		testenv.NeedCommand(t, c)
+	}
+	testenv.NeedFile(t, DefaultSystemdBoot)
+}
+
+func moduleDir(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+var programs struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// builtPrograms builds the default instance's programs once for all tests.
+func builtPrograms(t *testing.T) string {
+	t.Helper()
+	programs.once.Do(func() {
+		programs.dir, programs.err = os.MkdirTemp("", "qapi-images-test-")
+		if programs.err != nil {
+			return
+		}
+		programs.err = BuildPrograms(context.Background(), testConfig(t, ""), programs.dir)
+	})
+	if programs.err != nil {
+		t.Fatal(programs.err)
+	}
+	return programs.dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if programs.dir != "" {
+		os.RemoveAll(programs.dir)
+	}
+	os.Exit(code)
+}
+
+func testConfig(t *testing.T, out string) Config {
+	return Config{
+		Output:    out,
+		Size:      1 << 30,
+		Instance:  gokrazy.Default(false),
+		ModuleDir: moduleDir(t),
+		Version:   "test",
+	}
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// mdir lists a folder of the image's boot partition with mtools.
+func mdir(t *testing.T, img string, tab *gpt.Table, dir string) string {
+	t.Helper()
+	cmd := exec.Command("mdir", "-b", "-i", fmt.Sprintf("%s@@%d", img,
+		tab.Partitions[0].Offset()), "::"+dir)
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mdir %s: %v\n%s", dir, err, out)
+	}
+	return string(out)
+}
+
+func readTable(t *testing.T, img string) *gpt.Table {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	tab, err := gpt.Read(f, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+// TestReproducible assembles the image twice from the same programs and
+// kernel and compares the bytes, then checks the layout gokrazy expects.
+func TestReproducible(t *testing.T) {
+	needBuildTools(t)
+	bin := builtPrograms(t)
+	dir := t.TempDir()
+	var sums []string
+	for i := range 2 {
+		c := testConfig(t, filepath.Join(dir, fmt.Sprintf("disk%d.img", i)))
+		res, err := Assemble(context.Background(), c, bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, sha256File(t, c.Output))
+		t.Logf("build %d: SHA-256 %s, root %d bytes, initramfs %d bytes", i, sums[i],
+			res.RootBytes, res.InitBytes)
+	}
+	if sums[0] != sums[1] {
+		t.Errorf("two builds from the same inputs differ: %s and %s", sums[0], sums[1])
+	}
+
+	img := filepath.Join(dir, "disk0.img")
+	tab := readTable(t, img)
+	if len(tab.Partitions) != 4 || tab.Partitions[0].Type != gpt.TypeESP {
+		t.Fatalf("partitions %+v: want boot (ESP), root A, root B, perm", tab.Partitions)
+	}
+	if tab.NeedsGrow() {
+		t.Error("a new image's table does not end at the disk's end")
+	}
+	if got := mdir(t, img, tab, "/EFI/BOOT"); !strings.Contains(got, "BOOTX64.EFI") {
+		t.Errorf("no EFI/BOOT/BOOTX64.EFI on the boot partition:\n%s", got)
+	}
+	want := gokrazy.EntryName(gokrazy.SlotAPartition, BootTries)
+	if got := mdir(t, img, tab, "/loader/entries"); !strings.Contains(got, want) {
+		t.Errorf("no loader entry %s:\n%s", want, got)
+	}
+
+	c := testConfig(t, filepath.Join(dir, "other.img"))
+	c.DiskID = "another machine"
+	if _, err := Assemble(context.Background(), c, bin); err != nil {
+		t.Fatal(err)
+	}
+	if readTable(t, c.Output).DiskGUID == tab.DiskGUID {
+		t.Error("another disk identity gave the same disk GUID")
+	}
+}
+
+// serverPerm writes, under dir, a registered security server's state as it
+// rests on /perm/qapi: configuration, certificates, anchor, signed global
+// configuration, and its keys in development-mode files (qapi-server reads
+// keys.FileStore only).
+func serverPerm(t *testing.T, dir string) {
+	t.Helper()
+	ca, err := testpki.NewCA("Qapı image test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1001"}
+	sub := member
+	sub.SubsystemCode = "EDR"
+	auth, err := ca.IssueAuth(member, "ss1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign, err := ca.IssueSigning(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := ca.IssueSigning(ident.Client{Instance: "AZ", MemberClass: "GOV",
+		MemberCode: "OPERATOR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	conf := &globalconf.Conf{
+		Instance: "AZ", Serial: 1, Issued: now.Add(-time.Hour), Expires: now.Add(24 * time.Hour),
+		Members: []globalconf.Member{{ID: member, Name: "Ədliyyə Nazirliyi",
+			Subsystems: []globalconf.Subsystem{{Code: "EDR"}}}},
+		CAs: []globalconf.CA{{Name: "test", Cert: ca.Cert.Raw}},
+		SecurityServers: []globalconf.SecurityServer{{Owner: member, Code: "ss1",
+			Address: "10.0.2.15:8443", Clients: []ident.Client{sub},
+			AuthCertHashes: []string{globalconf.CertHash(auth.Cert.Raw)}}},
+	}
+	signed, err := globalconf.Sign(conf, op.Key, op.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor, err := json.Marshal(globalconf.Anchor{Instance: "AZ", Certs: [][]byte{op.Cert.Raw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
+		Identity: server.Identity{Member: member.String(), ServerCode: "ss1",
+			Clients: []string{sub.String()}},
+		Listen: server.Listen{ClientHTTP: "10.0.3.15:8080", Server: "10.0.2.15:8443"},
+		TLS:    server.TLSFiles{AuthCert: "auth.pem", SigningCert: "sign.pem"},
+		KeyDir: "keys", Anchor: "anchor.json", GlobalConf: "globalconf.json",
+		MessageLog: "messagelog.db", ConfigDB: "conf.db", LogLevel: "info",
+	}
+	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	files := map[string][]byte{
+		"qapi-server.json": cfgJSON,
+		"auth.pem":         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: auth.Cert.Raw}),
+		"sign.pem":         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sign.Cert.Raw}),
+		"anchor.json":      anchor,
+		"globalconf.json":  signed,
+		"keys/" + string(keys.LogEncryption) + ".secret": pem.EncodeToMemory(
+			&pem.Block{Type: "QAPI SECRET KEY", Bytes: secret}),
+	}
+	for p, c := range map[keys.Purpose]*testpki.Cert{keys.Signing: sign,
+		keys.Authentication: auth} {
+		der, err := x509.MarshalPKCS8PrivateKey(c.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["keys/"+string(p)+".key"] = pem.EncodeToMemory(
+			&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	for name, b := range files {
+		p := filepath.Join(dir, "qapi", name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

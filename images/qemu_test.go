@@ -1,0 +1,343 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/gokrazy"
+	"github.com/qapi-az/qapi/images/gpt"
+	"github.com/qapi-az/qapi/internal/testenv"
+)
+
+// OVMF firmware files of Debian's ovmf package.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// vm is one QEMU boot of a disk image with a software TPM.
+type vm struct {
+	t       *testing.T
+	dir     string
+	serial  string
+	qmp     string // QEMU's QMP socket
+	started time.Time
+	qemu    *exec.Cmd
+	swtpm   *exec.Cmd
+	// Host loopback ports forwarded to the guest's health endpoint and
+	// client proxy.
+	healthPort, clientPort int
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// boot starts swtpm with the state in tpmDir and QEMU on disk, with the
+// firmware variables in vars. The serial console goes to a file printed
+// when the test fails.
+func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v := &vm{t: t, dir: dir, serial: filepath.Join(dir, "serial.log"),
+		qmp:        filepath.Join(dir, "qmp.sock"),
+		healthPort: freePort(t), clientPort: freePort(t)}
+	sock := filepath.Join(dir, "swtpm.sock")
+	v.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+tpmDir,
+		"--ctrl", "type=unixio,path="+sock)
+	v.swtpm.Stderr = io.Discard
+	if err := v.swtpm.Start(); err != nil {
+		t.Fatalf("swtpm: %v", err)
+	}
+	for range 100 {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// eth0 (external) on 10.0.2.0/24, eth1 (internal) on 10.0.3.0/24, as
+	// gokrazy.Default addresses them; the internal ports reach the host.
+	internal := fmt.Sprintf("user,id=n1,net=10.0.3.0/24,"+
+		"hostfwd=tcp:127.0.0.1:%d-10.0.3.15:4000,hostfwd=tcp:127.0.0.1:%d-10.0.3.15:8080",
+		v.healthPort, v.clientPort)
+	args := []string{
+		"-accel", "tcg", "-m", "1024", "-nodefaults", "-display", "none", "-vga", "none",
+		"-no-reboot",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+		"-drive", "if=none,id=disk,format=raw,file=" + disk,
+		"-device", "virtio-blk-pci,drive=disk,bootindex=1",
+		"-chardev", "socket,id=chrtpm,path=" + sock,
+		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
+		"-netdev", "user,id=n0,net=10.0.2.0/24",
+		"-device", "virtio-net-pci,netdev=n0,romfile=",
+		"-netdev", internal, "-device", "virtio-net-pci,netdev=n1,romfile=",
+		"-device", "virtio-rng-pci",
+		"-serial", "file:" + v.serial,
+		"-qmp", "unix:" + v.qmp + ",server=on,wait=off",
+	}
+	v.qemu = exec.Command("qemu-system-x86_64", args...)
+	var qerr bytes.Buffer
+	v.qemu.Stdout, v.qemu.Stderr = &qerr, &qerr
+	v.started = time.Now()
+	if err := v.qemu.Start(); err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	t.Cleanup(func() {
+		v.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(v.serial)
+			t.Logf("%s: QEMU said: %s\nserial console:\n%s", name, qerr.String(), b)
+		}
+	})
+	return v
+}
+
+// stop kills QEMU and swtpm and waits for both.
+func (v *vm) stop() {
+	for _, c := range []*exec.Cmd{v.qemu, v.swtpm} {
+		if c != nil && c.Process != nil && c.ProcessState == nil {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}
+}
+
+// shutdown presses the machine's power button and waits for it to power
+// off, so that /perm is unmounted cleanly.
+func (v *vm) shutdown(timeout time.Duration) {
+	v.t.Helper()
+	c, err := net.Dial("unix", v.qmp)
+	if err != nil {
+		v.t.Fatalf("QMP: %v", err)
+	}
+	defer c.Close()
+	dec := json.NewDecoder(c)
+	var greeting map[string]any
+	if err := dec.Decode(&greeting); err != nil {
+		v.t.Fatalf("QMP greeting: %v", err)
+	}
+	for _, cmd := range []string{"qmp_capabilities", "system_powerdown"} {
+		if _, err := fmt.Fprintf(c, `{"execute":%q}`+"\n", cmd); err != nil {
+			v.t.Fatalf("QMP %s: %v", cmd, err)
+		}
+		var resp map[string]any
+		if err := dec.Decode(&resp); err != nil {
+			v.t.Fatalf("QMP %s: %v", cmd, err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- v.qemu.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		v.t.Fatalf("the machine did not power off within %v of the power button", timeout)
+	}
+	v.stop()
+}
+
+// console returns what the serial console has shown so far.
+func (v *vm) console() string {
+	b, _ := os.ReadFile(v.serial)
+	return string(b)
+}
+
+// waitConsole waits until the console shows s.
+func (v *vm) waitConsole(s string, timeout time.Duration) {
+	v.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(v.console(), s) {
+		if time.Now().After(deadline) {
+			v.t.Fatalf("console did not show %q within %v", s, timeout)
+		}
+		if v.qemu.ProcessState != nil {
+			v.t.Fatalf("QEMU exited before the console showed %q", s)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// get polls a URL through a forwarded port until it answers with any
+// status, and returns the status, body and the time since QEMU started.
+func (v *vm) get(port int, path string, timeout time.Duration) (int, []byte, time.Duration) {
+	v.t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			cancel()
+			if rerr == nil {
+				return resp.StatusCode, body, time.Since(v.started)
+			}
+		} else {
+			cancel()
+		}
+		if time.Now().After(deadline) {
+			v.t.Fatalf("GET %s: no answer within %v (last error %v)", path, timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// health is what qapi-firstboot's GET /healthz answers.
+type health struct {
+	KeyMode     string            `json:"keyMode"`
+	Signing     string            `json:"signingPublicKeySHA256"`
+	Auth        string            `json:"authenticationPublicKeySHA256"`
+	CreatedNow  bool              `json:"createdThisBoot"`
+	Error       string            `json:"error"`
+	Memory      map[string]string `json:"memory"`
+	status      int
+	firstAnswer time.Duration
+}
+
+func (v *vm) health(timeout time.Duration) health {
+	v.t.Helper()
+	status, body, at := v.get(v.healthPort, "/healthz", timeout)
+	var h health
+	if err := json.Unmarshal(body, &h); err != nil {
+		v.t.Fatalf("/healthz answered %d %q: %v", status, body, err)
+	}
+	h.status, h.firstAnswer = status, at
+	return h
+}
+
+// TestBoot boots the image in QEMU (TCG, OVMF, swtpm) three times: a first
+// boot on a disk larger than the image, a reboot of the same machine, and
+// the same disk in a machine with another TPM.
+func TestBoot(t *testing.T) {
+	testenv.Short(t, "boots QEMU three times")
+	needBuildTools(t)
+	for _, c := range []string{"qemu-system-x86_64", "swtpm", "debugfs"} {
+		testenv.NeedCommand(t, c)
+	}
+	testenv.NeedFile(t, ovmfCode)
+	testenv.NeedFile(t, ovmfVars)
+
+	dir := t.TempDir()
+	perm := filepath.Join(dir, "perm")
+	serverPerm(t, perm)
+	c := testConfig(t, filepath.Join(dir, "disk.img"))
+	c.PermDir = perm
+	if _, err := Assemble(context.Background(), c, builtPrograms(t)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(c.Output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image: %d bytes, %d allocated", fi.Size(), allocated(fi))
+	// The machine's disk is twice the image: first boot grows perm.
+	if err := os.Truncate(c.Output, 2*c.Size); err != nil {
+		t.Fatal(err)
+	}
+	vars := filepath.Join(dir, "OVMF_VARS.fd")
+	if err := copyFile(ovmfVars, vars, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tpmState := filepath.Join(dir, "tpm")
+	if err := os.MkdirAll(tpmState, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const bootTimeout = 6 * time.Minute // TCG on a loaded 2-core machine
+
+	// First boot: keys made and sealed, the server answers, the slot is
+	// marked good, perm grows to the disk's end.
+	v := boot(t, "first", c.Output, vars, tpmState)
+	h := v.health(bootTimeout)
+	if h.status != 200 || h.KeyMode != "tpm" || !h.CreatedNow || h.Signing == "" {
+		t.Fatalf("first boot: /healthz %d %+v; want 200, tpm keys created this boot", h.status, h)
+	}
+	t.Logf("first boot: QEMU start to first answered request: %v; memory %v",
+		h.firstAnswer.Round(100*time.Millisecond), h.Memory)
+	status, body, at := v.get(v.clientPort, "/listClients", time.Minute)
+	if status != 200 || !strings.Contains(string(body), "1001") {
+		t.Fatalf("client proxy GET /listClients: %d %s", status, body)
+	}
+	t.Logf("first boot: security server answered listClients %v after QEMU start",
+		at.Round(100*time.Millisecond))
+	v.waitConsole("marked the booted slot good", time.Minute)
+	if !strings.Contains(v.console(), "grew the perm partition") {
+		t.Error("first boot on a larger disk did not grow perm")
+	}
+	v.shutdown(time.Minute)
+	tab := readTable(t, c.Output)
+	if tab.NeedsGrow() || tab.Partitions[3].LastLBA < uint64(c.Size/gpt.SectorSize) {
+		t.Errorf("perm after first boot: %+v; want it grown to the disk's end",
+			tab.Partitions[3])
+	}
+	entries := mdir(t, c.Output, tab, "/loader/entries")
+	if !strings.Contains(entries, gokrazy.EntryName(gokrazy.SlotAPartition, 0)) {
+		t.Errorf("slot A not marked good after a healthy boot:\n%s", entries)
+	}
+
+	// Reboot of the same machine: the same keys unseal.
+	v = boot(t, "reboot", c.Output, vars, tpmState)
+	again := v.health(bootTimeout)
+	if again.status != 200 || again.CreatedNow || again.Signing != h.Signing ||
+		again.Auth != h.Auth {
+		t.Fatalf("reboot: /healthz %d %+v; want the first boot's keys %s, %s", again.status,
+			again, h.Signing, h.Auth)
+	}
+	t.Logf("reboot: first answered request %v after QEMU start",
+		again.firstAnswer.Round(100*time.Millisecond))
+	v.stop()
+
+	// The same disk with another TPM: nothing unseals, and it says so.
+	other := filepath.Join(dir, "other-tpm")
+	if err := os.MkdirAll(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	v = boot(t, "other-tpm", c.Output, vars, other)
+	refused := v.health(bootTimeout)
+	if refused.status != 503 || refused.Error == "" || refused.Signing != "" {
+		t.Fatalf("other TPM: /healthz %d %+v; want 503 with the reason", refused.status, refused)
+	}
+	v.waitConsole("qapi-firstboot: time=", time.Minute)
+	v.waitConsole("KEYS REFUSED", time.Minute)
+	t.Logf("other TPM: refused: %s", refused.Error)
+	v.shutdown(time.Minute)
+	if log := permFile(t, c.Output, tab, "/log/qapi-firstboot.log"); !strings.Contains(log,
+		"KEYS REFUSED") {
+		t.Errorf("/perm/log/qapi-firstboot.log lacks the refusal:\n%s", log)
+	}
+}
+
+// permFile reads a file of the perm file system with debugfs.
+func permFile(t *testing.T, img string, tab *gpt.Table, path string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "cat "+path,
+		fmt.Sprintf("%s?offset=%d", img, tab.Partitions[3].Offset())).Output()
+	if err != nil {
+		t.Fatalf("debugfs cat %s: %v", path, err)
+	}
+	return string(out)
+}
