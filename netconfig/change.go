@@ -27,6 +27,7 @@ const (
 	ActionRemoveAddress   Action = "remove-address"
 	ActionRemoveRoute     Action = "remove-route"
 	ActionReplaceRoute    Action = "replace-route"
+	ActionRenewLease      Action = "renew-lease"
 	ActionWriteResolvConf Action = "write-resolv-conf"
 	ActionReplaceFirewall Action = "replace-firewall"
 )

@@ -298,6 +298,7 @@ func (c *dhcpClient) keep(ctx context.Context, l Lease) {
 		if err := c.install(renewed); err != nil {
 			return
 		}
+		c.changed(ActionRenewLease, renewed.Address.String()+" for "+renewed.Duration.String())
 		l = renewed
 	}
 }

@@ -150,6 +150,41 @@ func TestDHCPClientAgainstDnsmasq(t *testing.T) {
 			}
 		}
 
+		// A lease near its end is rebound at once by broadcast, and the
+		// address gets the new lease's lifetime.
+		old := lease
+		old.Duration, old.Renew, old.Rebind = 90*time.Second, 45*time.Second, 78*time.Second
+		old.Acquired = time.Now().Add(-80 * time.Second)
+		if err := c.install(old); err != nil {
+			t.Fatal(err)
+		}
+		renewed := make(chan Change, 4)
+		c.report = func(ch Change) { renewed <- ch }
+		keepCtx, stopKeep := context.WithCancel(ctx)
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			c.keep(keepCtx, old)
+		}()
+		select {
+		case ch := <-renewed:
+			want := "internal int0: renew-lease " + lease.Address.String() + " for 10m0s"
+			if ch.String() != want {
+				t.Errorf("keep reported %q, want %q", ch, want)
+			}
+		case <-kept:
+			t.Error("keep returned without renewing")
+		case <-ctx.Done():
+			t.Error("keep did not renew")
+		}
+		stopKeep()
+		<-kept
+		link, _ := netlink.LinkByName("int0")
+		addrs, _ := netlink.AddrList(link, netlink.FAMILY_V4)
+		if len(addrs) != 1 || addrs[0].ValidLft <= 90 {
+			t.Errorf("after the rebind int0 has %+v, want the address valid for 10 min", addrs)
+		}
+
 		// The firewall let every offer and acknowledgement through.
 		if cs := counters(t); cs[CounterDropInternal].Packets != 0 {
 			t.Errorf("the firewall dropped %d packets (%d bytes) on int0 during DHCP, "+
