@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/qapi-az/qapi/portal/wire"
 )
 
 // Conn is the operator's connection file: where the operator API listens,
@@ -100,25 +102,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e apiError
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("portal answered %s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	if out == nil {
-		return nil
-	}
-	if raw, ok := out.(*json.RawMessage); ok {
-		*raw = b
-		return nil
-	}
-	return json.Unmarshal(b, out)
+	return wire.ReadAnswer(resp, "the portal", 64<<20, out)
 }
 
 // CertPEM encodes a DER certificate as PEM.

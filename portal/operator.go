@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -302,15 +301,6 @@ func (p *Portal) OperatorHandler(token string) http.Handler {
 		return p.Anchor(r.PathValue("instance"))
 	})
 
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="qapi-portal"`)
-			http.Error(w, `{"error":"missing or wrong operator token; use the connection `+
-				`file qapi-portal wrote (qapi portal -conn FILE)"}`, http.StatusUnauthorized)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return wire.BearerOnly(token, "qapi-portal", "missing or wrong operator token; use the "+
+		"connection file qapi-portal wrote (qapi portal -conn FILE)", mux)
 }

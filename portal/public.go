@@ -42,11 +42,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc.Encode(v)
 }
 
-// apiError is the JSON body of every error answer.
-type apiError struct {
-	Error string `json:"error"`
-}
-
 func fail(w http.ResponseWriter, err error) {
 	code := http.StatusBadRequest
 	switch {
@@ -56,7 +51,7 @@ func fail(w http.ResponseWriter, err error) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(apiError{err.Error()})
+	json.NewEncoder(w).Encode(wire.ErrorAnswer{Error: err.Error()})
 }
 
 func readJSON(r *http.Request, v any) error {

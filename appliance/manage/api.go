@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/portal/wire"
 )
 
 // Handler serves the local management API under /api/ for requests
@@ -46,9 +46,7 @@ func (m *Manager) Handler(token string) http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			if err != nil {
 				w.WriteHeader(http.StatusBadRequest)
-				json.NewEncoder(w).Encode(struct {
-					Error string `json:"error"`
-				}{err.Error()})
+				json.NewEncoder(w).Encode(wire.ErrorAnswer{Error: err.Error()})
 				return
 			}
 			enc := json.NewEncoder(w)
@@ -123,16 +121,8 @@ func (m *Manager) Handler(token string) http.Handler {
 	h("GET /api/registration", func(r *http.Request) (any, error) {
 		return m.RegistrationStatus(r.Context())
 	})
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")),
-			want) != 1 {
-			http.Error(w, `{"error":"missing or wrong management token"}`,
-				http.StatusUnauthorized)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return wire.BearerOnly(token, "qapi-server", "missing or wrong management token; "+
+		"use the connection file the security server wrote (qapi register -conn FILE)", mux)
 }
 
 // Conn is the connection file of the management API: 'qapi register
@@ -236,22 +226,5 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 			"running?): %w", err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("management API answered %s", resp.Status)
-	}
-	if raw, ok := out.(*json.RawMessage); ok {
-		*raw = b
-		return nil
-	}
-	return json.Unmarshal(b, out)
+	return wire.ReadAnswer(resp, "the management API", 1<<20, out)
 }

@@ -172,17 +172,20 @@ func (m *Manager) Configure(id Identity) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Check before anything is reset: a refused identity must leave the
+	// registration, and the certificates, as they were.
+	if a, err := globalconf.LoadAnchor(m.AnchorPath()); err == nil &&
+		a.Instance != id.Owner.Instance {
+		return fmt.Errorf("the installed anchor is for instance %s, the owner is in %s; "+
+			"install the anchor of the owner's instance or correct the owner",
+			a.Instance, id.Owner.Instance)
+	}
 	if m.st.Owner != id.Owner || m.st.Code != id.Code {
 		portal := m.st.PortalURL
 		m.st = State{PortalURL: portal}
 		for _, f := range []string{"auth.pem", "signing.pem"} {
 			os.Remove(m.path(f))
 		}
-	}
-	if a, err := globalconf.LoadAnchor(m.AnchorPath()); err == nil &&
-		a.Instance != id.Owner.Instance {
-		return fmt.Errorf("the installed anchor is for instance %s, the owner is in %s",
-			a.Instance, id.Owner.Instance)
 	}
 	m.st.Identity = id
 	return m.saveLocked()
@@ -544,18 +547,5 @@ func (m *Manager) do(ctx context.Context, method, path string, body io.Reader,
 		return fmt.Errorf("reach the portal at %s: %w", base, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("portal answered %s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	return json.Unmarshal(b, out)
+	return wire.ReadAnswer(resp, "the portal", 1<<20, out)
 }

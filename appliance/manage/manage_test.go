@@ -151,6 +151,18 @@ func TestInstallAnchor(t *testing.T) {
 	if _, err := globalconf.LoadAnchor(m.AnchorPath()); err != nil {
 		t.Errorf("installed anchor does not load: %v", err)
 	}
+
+	// An owner of another instance than the anchor's is refused, and the
+	// refusal leaves the registration as it was.
+	testOwner := owner
+	testOwner.Instance = "AZ-TEST"
+	err := m.Configure(Identity{Owner: testOwner, Code: "SS1", Address: "h:1"})
+	if err == nil || !strings.Contains(err.Error(), "anchor is for instance AZ") {
+		t.Errorf("Configure(owner in AZ-TEST) = %v, want the anchor's instance named", err)
+	}
+	if st := m.Status(); st.Owner != owner || st.PortalURL != "http://portal.example:8080" {
+		t.Errorf("after a refused Configure the state is %+v", st.State)
+	}
 }
 
 func TestHandlerNeedsToken(t *testing.T) {

@@ -1,9 +1,10 @@
 // Package wire defines the JSON documents that security servers exchange
 // with the portal's public endpoints: certificate requests (4.1.2.10),
 // server registrations (4.1.2), and the signed envelope that proves a
-// document comes from the holder of a security server's authentication key.
-// Both the portal and the security server import it; it imports nothing of
-// either.
+// document comes from the holder of a security server's authentication key,
+// and the HTTP conventions of the portal's and the security server's JSON
+// APIs: errors as ErrorAnswer, bearer tokens, bounded answers. Both the
+// portal and the security server import it; it imports nothing of either.
 package wire
 
 import (
