@@ -8,12 +8,15 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/textproto"
 	"regexp"
 	"slices"
 	"strings"
@@ -82,16 +85,53 @@ func (p *ClientProxy) serveExchange(w http.ResponseWriter, r *http.Request) {
 		writeFault(w, f, hdr)
 	} else {
 		rec.ResponseBytes = len(resp.Raw)
-		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-		if resp.Fault != nil {
+		switch {
+		case resp.Fault != nil:
 			rec.Result, rec.FaultCode = events.ResultFault, resp.Fault.Code
 			// The provider's information system answered with a fault;
 			// it is signed and logged like any answer, and passed on.
+			w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 			w.WriteHeader(http.StatusInternalServerError)
+			w.Write(resp.Raw)
+		case resp.Header.Service.ServiceCode == MetaGetWsdl:
+			writeWSDLAttachment(w, resp)
+		default:
+			w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+			w.Write(resp.Raw)
 		}
-		w.Write(resp.Raw)
 	}
 	p.cfg.Events.Emit(rec)
+}
+
+// writeWSDLAttachment answers a getWsdl response as X-Road clients expect
+// it: multipart/related, the SOAP response first and the WSDL as a second,
+// text/xml part. The SOAP part still carries the WSDL base64-encoded, as
+// the provider's server signed it.
+func writeWSDLAttachment(w http.ResponseWriter, resp *soap.Message) {
+	wsdl, err := base64.StdEncoding.DecodeString(strings.TrimSpace(bodyText(resp.Raw, "wsdl")))
+	if err != nil || len(wsdl) == 0 {
+		writeFault(w, fault(soap.CodeProviderFault, "the getWsdl response holds no WSDL"),
+			&resp.Header)
+		return
+	}
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	for _, part := range []struct {
+		id   string
+		body []byte
+	}{{"<soap>", resp.Raw}, {"<wsdl>", wsdl}} {
+		pw, err := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type": {"text/xml; charset=UTF-8"}, "Content-Id": {part.id}})
+		if err != nil {
+			writeFault(w, fault(soap.CodeInternal, "%v", err), &resp.Header)
+			return
+		}
+		pw.Write(part.body)
+	}
+	mw.Close()
+	w.Header().Set("Content-Type", `multipart/related; type="text/xml"; start="<soap>"; `+
+		"boundary="+mw.Boundary())
+	w.Write(b.Bytes())
 }
 
 // readBounded reads at most limit bytes of body and reports whether there
@@ -440,13 +480,17 @@ func (p *ClientProxy) serveListClients(w http.ResponseWriter, r *http.Request) {
 			http.StatusNotFound)
 		return
 	}
-	var b bytes.Buffer
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><xrd:clientList xmlns:xrd="` +
-		soap.NSXRoad + `" xmlns:id="` + soap.NSIdentifiers + `">`)
 	members := slices.Clone(conf.Members)
 	slices.SortFunc(members, func(a, b globalconf.Member) int {
 		return strings.Compare(a.ID.String(), b.ID.String())
 	})
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		writeClientListJSON(w, members)
+		return
+	}
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><xrd:clientList xmlns:xrd="` +
+		soap.NSXRoad + `" xmlns:id="` + soap.NSIdentifiers + `">`)
 	for _, m := range members {
 		b.WriteString("<xrd:member>")
 		writeClient(&b, "xrd:id", m.ID)
@@ -467,6 +511,44 @@ func (p *ClientProxy) serveListClients(w http.ResponseWriter, r *http.Request) {
 	b.WriteString("</xrd:clientList>")
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	w.Write(b.Bytes())
+}
+
+// jsonClient is one entry of listClients in JSON, with the field names of
+// the service metadata protocol's OpenAPI description.
+type jsonClient struct {
+	ID struct {
+		ObjectType    string `json:"object_type"`
+		Instance      string `json:"xroad_instance"`
+		MemberClass   string `json:"member_class"`
+		MemberCode    string `json:"member_code"`
+		SubsystemCode string `json:"subsystem_code,omitempty"`
+	} `json:"id"`
+	Name          string `json:"name"`
+	SubsystemName string `json:"subsystem_name,omitempty"`
+}
+
+func writeClientListJSON(w http.ResponseWriter, members []globalconf.Member) {
+	list := struct {
+		Member []jsonClient `json:"member"`
+	}{Member: []jsonClient{}}
+	add := func(c ident.Client, name, subName string) {
+		var j jsonClient
+		j.ID.ObjectType, j.ID.Instance, j.ID.MemberClass = c.ObjectType(), c.Instance,
+			c.MemberClass
+		j.ID.MemberCode, j.ID.SubsystemCode = c.MemberCode, c.SubsystemCode
+		j.Name, j.SubsystemName = name, subName
+		list.Member = append(list.Member, j)
+	}
+	for _, m := range members {
+		add(m.ID, m.Name, "")
+		for _, s := range m.Subsystems {
+			sub := m.ID
+			sub.SubsystemCode = s.Code
+			add(sub, m.Name, s.Name)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(list)
 }
 
 // xroadEndpoint is the address the provider's server writes into a WSDL in

@@ -31,11 +31,13 @@
 // As users of the X-Road message protocol 4.0 expect: GET /listClients on
 // the client proxy lists the members and subsystems of the global
 // configuration; listMethods, allowedMethods and getWsdl are answered by the
-// provider's security server from its configuration. getWsdl carries the
-// WSDL base64-encoded in a wsdl element of the response body rather than as
-// a MIME attachment; for code generators the client proxy also serves
-// GET /wsdl?client=CLIENT&service=SERVICE, which returns the WSDL itself
-// with its endpoint set to the client proxy.
+// provider's security server from its configuration. Between the servers,
+// getWsdl carries the WSDL base64-encoded in a wsdl element of the signed
+// response body; the client proxy hands it to the information system as
+// X-Road does, multipart/related with the WSDL as the second part. For code
+// generators the client proxy also serves GET /wsdl?client=CLIENT&service=
+// SERVICE, which returns the WSDL itself with its endpoint set to the client
+// proxy. listClients answers JSON when the request accepts application/json.
 package proxy
 
 import (

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -161,5 +163,73 @@ func TestPinnedInformationSystem(t *testing.T) {
 	if faultCode(t, body) != soap.CodeAccessDenied || status != 500 {
 		t.Errorf("a certificate pinned to %s was accepted for %s: %s", clientMember, client,
 			body)
+	}
+}
+
+func TestListClientsJSON(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest(http.MethodGet, e.clientURL()+"listClients", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Member []struct {
+			ID struct {
+				ObjectType string `json:"object_type"`
+				MemberCode string `json:"member_code"`
+				Subsystem  string `json:"subsystem_code"`
+			} `json:"id"`
+			SubsystemName string `json:"subsystem_name"`
+		} `json:"member"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Member) != 6 || list.Member[3].ID.Subsystem != "EDR" ||
+		list.Member[3].ID.ObjectType != "SUBSYSTEM" ||
+		list.Member[3].SubsystemName != "Əhali reyestri" {
+		t.Errorf("listClients JSON = %+v", list)
+	}
+}
+
+// TestGetWsdlAttachment calls getWsdl as SOAP, the X-Road way, and reads
+// the WSDL from the second part of the multipart/related answer.
+func TestGetWsdlAttachment(t *testing.T) {
+	e := newEnv(t)
+	h := soap.Header{Client: client, ID: newID(), ProtocolVersion: soap.ProtocolVersion,
+		Service: ident.Service{Client: provider, ServiceCode: "getWsdl"}}
+	req := soap.NewRequest(h, []byte("<xrd:getWsdl><xrd:serviceCode>getPerson"+
+		"</xrd:serviceCode></xrd:getWsdl>"))
+	resp, err := http.Post(e.clientURL(), "text/xml", bytes.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/related" {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("Content-Type %q: %s", resp.Header.Get("Content-Type"), b)
+	}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	var parts [][]byte
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(p)
+		parts = append(parts, b)
+	}
+	if len(parts) != 2 || !bytes.Contains(parts[0], []byte("getWsdlResponse")) ||
+		!bytes.Contains(parts[1], []byte(`location="http://example.org/xroad-endpoint"`)) ||
+		!bytes.Contains(parts[1], []byte("populationRegisterBinding")) {
+		t.Errorf("answer has %d parts; want the SOAP response and the WSDL with its "+
+			"endpoint hidden", len(parts))
 	}
 }
