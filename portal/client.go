@@ -37,9 +37,15 @@ func NewToken() string {
 	return hex.EncodeToString(b)
 }
 
-// WriteConn writes c to path, readable by its owner only.
+// WriteConn writes c to path, readable by its owner only, also when the
+// file existed with a wider mode.
 func WriteConn(path string, c Conn) error {
 	b, _ := json.MarshalIndent(c, "", "  ")
+	// os.WriteFile keeps an existing file's mode; narrow it before the
+	// token is written.
+	if err := os.Chmod(path, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("protect operator connection file: %w", err)
+	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write operator connection file: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -296,4 +297,20 @@ func (p *Portal) OperatorTLS(url, token string, hosts []string) (*tls.Config, Co
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{{
 		Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}}
 	return cfg, Conn{URL: url, Token: token, CACert: CertPEM(p.CA.Certificate().Raw)}, nil
+}
+
+// NewServer returns an HTTP server for h with every timeout set, so that a
+// client that sends or reads slowly cannot hold a connection, and a
+// goroutine, forever. The portal's listeners and the sandbox's use it; set
+// TLSConfig on the result for HTTPS.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Requests are small JSON documents, CSRs, OCSP and time-stamp
+		// requests, all bounded in size.
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: time.Minute,
+		IdleTimeout:  2 * time.Minute,
+	}
 }

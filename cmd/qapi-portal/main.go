@@ -101,8 +101,8 @@ func run(log *slog.Logger, dir, listen, publicURL, operator, instances, holidays
 		return err
 	}
 
-	pub := &http.Server{Handler: p.PublicHandler(), ReadHeaderTimeout: 10 * time.Second}
-	ops := &http.Server{Handler: p.OperatorHandler(token), ReadHeaderTimeout: 10 * time.Second}
+	pub := portal.NewServer(p.PublicHandler())
+	ops := portal.NewServer(p.OperatorHandler(token))
 	errc := make(chan error, 3)
 	go func() {
 		if tlsCert != "" {

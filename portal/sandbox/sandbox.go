@@ -167,7 +167,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err := s.loadAppendix1(ctx); err != nil {
 		return nil, err
 	}
-	is := &http.Server{Handler: sampleis.New(), ReadHeaderTimeout: 10 * time.Second}
+	is := portal.NewServer(sampleis.New())
 	isURL, err := s.serve(is, nil)
 	if err != nil {
 		return nil, err
@@ -253,8 +253,7 @@ func (s *Sandbox) startPortal(ctx context.Context) error {
 	}
 	s.Portal = p
 	s.closePortal = func() { p.Close() }
-	if _, err := s.serve(&http.Server{Handler: p.PublicHandler(),
-		ReadHeaderTimeout: 10 * time.Second}, pl); err != nil {
+	if _, err := s.serve(portal.NewServer(p.PublicHandler()), pl); err != nil {
 		return err
 	}
 
@@ -269,8 +268,9 @@ func (s *Sandbox) startPortal(ctx context.Context) error {
 		ol.Close()
 		return err
 	}
-	if _, err := s.serve(&http.Server{Handler: p.OperatorHandler(token), TLSConfig: cfg,
-		ReadHeaderTimeout: 10 * time.Second}, ol); err != nil {
+	ops := portal.NewServer(p.OperatorHandler(token))
+	ops.TLSConfig = cfg
+	if _, err := s.serve(ops, ol); err != nil {
 		return err
 	}
 	s.OperatorConn = filepath.Join(s.Dir, "portal", "operator.json")
@@ -357,8 +357,9 @@ func (s *Sandbox) startNode(ctx context.Context, system, code string, opts Optio
 		return nil, err
 	}
 	n.ManageConn = filepath.Join(dir, "manage", "manage.json")
-	if _, err := s.serve(&http.Server{Handler: n.Manager.Handler(token), TLSConfig: tlsCfg,
-		ReadHeaderTimeout: 10 * time.Second}, ml); err != nil {
+	ms := portal.NewServer(n.Manager.Handler(token))
+	ms.TLSConfig = tlsCfg
+	if _, err := s.serve(ms, ml); err != nil {
 		return nil, err
 	}
 
