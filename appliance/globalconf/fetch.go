@@ -134,7 +134,7 @@ func (f *Fetcher) Status() FetchStatus {
 
 // Refresh fetches once, trying the anchor's URLs in order, and installs
 // the first configuration that verifies, is within its validity period,
-// and is not older (by serial) than the one in use. It returns the error
+// and is either the one in use or has a newer serial. It returns the error
 // of the last URL tried when none qualifies; the configuration in use is
 // then kept.
 func (f *Fetcher) Refresh(ctx context.Context) error {
@@ -192,6 +192,14 @@ func (f *Fetcher) fetch(ctx context.Context, url string) error {
 		return fmt.Errorf("global configuration from %s refused: serial %d is older than "+
 			"serial %d in use (a replayed or rolled-back version)", url, c.Serial,
 			f.status.Serial)
+	}
+	// The publisher numbers every version it signs, so one serial names one
+	// document; another document under the serial in use means the
+	// operator's numbering went back (a restored database) and must not
+	// silently replace what every other server holds.
+	if f.raw != nil && c.Serial == f.status.Serial {
+		return fmt.Errorf("global configuration from %s refused: serial %d is in use "+
+			"with other contents; the operator must publish a new serial", url, c.Serial)
 	}
 	if f.opts.Path != "" {
 		if err := writeAtomic(f.opts.Path, raw); err != nil {

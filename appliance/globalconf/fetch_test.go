@@ -68,7 +68,8 @@ func TestFetcher(t *testing.T) {
 	if _, err := f.Current(); !errors.Is(err, globalconf.ErrNoConf) {
 		t.Fatalf("Current before any fetch = %v, want ErrNoConf", err)
 	}
-	srv.set(sign(5, now))
+	first := sign(5, now)
+	srv.set(first)
 	if err := f.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +100,17 @@ func TestFetcher(t *testing.T) {
 	srv.set(sign(4, now))
 	if err := f.Refresh(ctx); err == nil || !strings.Contains(err.Error(), "older than") {
 		t.Errorf("Refresh(older serial) = %v", err)
+	}
+
+	// Another document under the serial in use is refused too, and the
+	// same document again is a success that changes nothing.
+	srv.set(sign(5, now))
+	if err := f.Refresh(ctx); err == nil || !strings.Contains(err.Error(), "other contents") {
+		t.Errorf("Refresh(serial 5 re-signed) = %v", err)
+	}
+	srv.set(first)
+	if err := f.Refresh(ctx); err != nil {
+		t.Errorf("Refresh(the document in use) = %v", err)
 	}
 
 	// A restarted server serves the kept copy before any fetch.
