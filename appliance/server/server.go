@@ -74,6 +74,8 @@ type Server struct {
 	server *proxy.ServerProxy
 
 	clientTLS *tls.Config
+	fileConf  *fileSource // nil when Options.Source was given
+	stop      chan struct{}
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by role
@@ -95,8 +97,8 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	if opts.Keys == nil {
 		return nil, errors.New("server: no key store")
 	}
-	s = &Server{cfg: cfg, listeners: map[string]net.Listener{}, errc: make(chan error, 3),
-		errLog: opts.ErrorLog}
+	s = &Server{cfg: cfg, listeners: map[string]net.Listener{}, errc: make(chan error, 4),
+		errLog: opts.ErrorLog, stop: make(chan struct{})}
 	if s.errLog == nil {
 		s.errLog = log.New(io.Discard, "", 0)
 	}
@@ -108,9 +110,10 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 
 	src := opts.Source
 	if src == nil {
-		if src, err = loadSource(cfg); err != nil {
+		if s.fileConf, err = loadSource(cfg); err != nil {
 			return nil, err
 		}
+		src = s.fileConf
 	}
 	member := cfg.MemberID()
 	signKey, err := opts.Keys.Signer(keys.Signing)
@@ -217,7 +220,19 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	return s, nil
 }
 
-func loadSource(cfg *Config) (globalconf.Source, error) {
+// fileSource is the global configuration read from Config.GlobalConf,
+// verified against Config.Anchor, and read again when the file changes.
+type fileSource struct {
+	*globalconf.Static
+	path   string
+	anchor *globalconf.Anchor
+
+	mu      sync.Mutex
+	serial  uint64
+	modTime time.Time
+}
+
+func loadSource(cfg *Config) (*fileSource, error) {
 	if cfg.Anchor == "" || cfg.GlobalConf == "" {
 		return nil, errors.New("anchor and globalConf must be set when no global " +
 			"configuration source is given")
@@ -226,13 +241,60 @@ func loadSource(cfg *Config) (globalconf.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf, err := globalconf.Load(cfg.path(cfg.GlobalConf), a)
-	if err != nil {
+	f := &fileSource{Static: globalconf.NewStatic(nil), path: cfg.path(cfg.GlobalConf),
+		anchor: a}
+	if _, err := f.reload(true); err != nil {
 		return nil, err
 	}
-	// TODO: fetch new global configuration versions from the anchor's URLs.
-	return globalconf.NewStatic(conf), nil
+	return f, nil
 }
+
+// reload reads the file again if it changed since the last read (or when
+// force), and takes it if its serial is newer. It reports whether it took
+// a new version.
+func (f *fileSource) reload(force bool) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return false, fmt.Errorf("global configuration: %w", err)
+	}
+	if !force && fi.ModTime().Equal(f.modTime) {
+		return false, nil
+	}
+	conf, err := globalconf.Load(f.path, f.anchor)
+	if err != nil {
+		return false, err
+	}
+	f.modTime = fi.ModTime()
+	if conf.Serial < f.serial {
+		return false, fmt.Errorf("global configuration %s has serial %d, older than the "+
+			"%d in use; kept the newer", f.path, conf.Serial, f.serial)
+	}
+	if conf.Serial == f.serial && !force {
+		return false, nil
+	}
+	f.serial = conf.Serial
+	f.Set(conf)
+	return true, nil
+}
+
+// ReloadGlobalConf reads the global configuration file again and takes it
+// if it verifies against the anchor and is not older than the one in use.
+// It reports whether a new version was taken. With a Source given in
+// Options it does nothing. Start also checks the file every
+// GlobalConfRecheck.
+func (s *Server) ReloadGlobalConf() (bool, error) {
+	if s.fileConf == nil {
+		return false, nil
+	}
+	// TODO: fetch new global configuration versions from the anchor's URLs.
+	return s.fileConf.reload(true)
+}
+
+// GlobalConfRecheck is how often a running server looks whether its global
+// configuration file changed.
+const GlobalConfRecheck = 30 * time.Second
 
 func (c *Config) proxyServices() ([]proxy.Service, error) {
 	var out []proxy.Service
@@ -362,7 +424,29 @@ func (s *Server) Start() error {
 			}
 		}()
 	}
+	if s.fileConf != nil {
+		s.wg.Add(1)
+		go s.watchGlobalConf()
+	}
 	return nil
+}
+
+// watchGlobalConf takes a changed global configuration file. A file that
+// does not verify is reported on ErrorLog and the one in use is kept.
+func (s *Server) watchGlobalConf() {
+	defer s.wg.Done()
+	t := time.NewTicker(GlobalConfRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if _, err := s.fileConf.reload(false); err != nil {
+				s.errLog.Printf("global configuration not reloaded: %v", err)
+			}
+		}
+	}
 }
 
 // Addr returns the address a role listens on (after Start), or "".
@@ -384,6 +468,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	servers := s.servers
 	s.servers = nil
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
 	s.mu.Unlock()
 	var errs []error
 	for _, hs := range servers {

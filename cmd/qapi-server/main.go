@@ -7,7 +7,8 @@
 // It logs JSON lines to stderr: one line per exchange and side, with the
 // message id, client, service, result and durations, never a message body.
 // SIGTERM or SIGINT stops it gracefully: exchanges under way finish, then
-// the message log is flushed and closed.
+// the message log is flushed and closed. SIGHUP reads the global
+// configuration file again (it is also checked every 30 seconds).
 package main
 
 import (
@@ -100,12 +101,26 @@ func run(configPath string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("stopping: signal received")
-	case serveErr = <-srv.Err():
-		logger.Error("stopping: a listener failed", "err", serveErr)
+wait:
+	for {
+		select {
+		case <-hup:
+			took, err := srv.ReloadGlobalConf()
+			if err != nil {
+				logger.Error("global configuration not reloaded", "err", err)
+			} else {
+				logger.Info("global configuration reloaded", "newVersion", took)
+			}
+		case <-ctx.Done():
+			logger.Info("stopping: signal received")
+			break wait
+		case serveErr = <-srv.Err():
+			logger.Error("stopping: a listener failed", "err", serveErr)
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
