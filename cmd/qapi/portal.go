@@ -106,6 +106,21 @@ func init() {
 			return func() (any, error) { return portal.Reason{Reason: *r}, nil }
 		}
 	}
+	// postFile posts the JSON file named by the one argument to path.
+	postFile := func(path string) func(*flag.FlagSet) func(*portal.Client, []string) error {
+		return func(*flag.FlagSet) func(*portal.Client, []string) error {
+			return func(c *portal.Client, args []string) error {
+				if len(args) != 1 {
+					return fmt.Errorf("give the application's JSON file")
+				}
+				var v json.RawMessage
+				if err := readJSON(args[0], &v); err != nil {
+					return err
+				}
+				return post(c, path, v)
+			}
+		}
+	}
 	oneClient := func(args []string) (ident.Client, error) {
 		if len(args) != 1 {
 			return ident.Client{}, fmt.Errorf("give one client INSTANCE/CLASS/CODE[/SUBSYSTEM]")
@@ -155,31 +170,9 @@ func init() {
 				}
 			}},
 		"apply-system": {args: "FILE.json", help: "record an annex 1 application (3.1)",
-			flags: func(*flag.FlagSet) func(*portal.Client, []string) error {
-				return func(c *portal.Client, args []string) error {
-					if len(args) != 1 {
-						return fmt.Errorf("give the application's JSON file")
-					}
-					var v json.RawMessage
-					if err := readJSON(args[0], &v); err != nil {
-						return err
-					}
-					return post(c, "/api/applications/system", v)
-				}
-			}},
+			flags: postFile("/api/applications/system")},
 		"apply-service": {args: "FILE.json", help: "record an annex 2 application (3.8.1)",
-			flags: func(*flag.FlagSet) func(*portal.Client, []string) error {
-				return func(c *portal.Client, args []string) error {
-					if len(args) != 1 {
-						return fmt.Errorf("give the application's JSON file")
-					}
-					var v json.RawMessage
-					if err := readJSON(args[0], &v); err != nil {
-						return err
-					}
-					return post(c, "/api/applications/service", v)
-				}
-			}},
+			flags: postFile("/api/applications/service")},
 		"approve": {args: "ID", help: "approve an annex 1 application with its contract (3.2, 3.3)",
 			flags: byID("applications", "approve", func(fs *flag.FlagSet) func() (any, error) {
 				sub := fs.String("subsystem", "", "subsystem code for the information system")
