@@ -37,9 +37,9 @@ func ApplyFirewall(cfg Config, internal, external string) (bool, error) {
 }
 
 func applyFirewall(cfg Config, internal, external string) (bool, error) {
-	c, err := nftables.New(nftables.AsLasting())
+	c, err := openNftables()
 	if err != nil {
-		return false, fmt.Errorf("netconfig: open nftables: %w", err)
+		return false, err
 	}
 	defer c.CloseLasting()
 
@@ -59,6 +59,20 @@ func applyFirewall(cfg Config, internal, external string) (bool, error) {
 		return false, fmt.Errorf("netconfig: replace firewall table inet %s: %w", TableName, err)
 	}
 	return true, nil
+}
+
+// openNftables opens a netlink connection to nf_tables in the calling
+// thread's network namespace; the caller must CloseLasting it.
+func openNftables() (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.AsLasting())
+	if errors.Is(err, unix.EPROTONOSUPPORT) {
+		return nil, fmt.Errorf("netconfig: the kernel has no nf_tables (CONFIG_NF_TABLES); "+
+			"the appliance cannot run without its firewall: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netconfig: open nftables: %w", err)
+	}
+	return c, nil
 }
 
 // queueReplace queues, on c, the deletion of the firewall table and its
@@ -142,9 +156,9 @@ func currentMark(c *nftables.Conn) (string, error) {
 // Counters reads the firewall's drop counters. It fails when the firewall
 // table is missing, which means the appliance runs unprotected.
 func Counters() ([]DropCounter, error) {
-	c, err := nftables.New(nftables.AsLasting())
+	c, err := openNftables()
 	if err != nil {
-		return nil, fmt.Errorf("netconfig: open nftables: %w", err)
+		return nil, err
 	}
 	defer c.CloseLasting()
 
