@@ -196,7 +196,11 @@ func newNode(t *testing.T, e *env, member ident.Client, code string, clients []i
 	return n
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with a last change to the provider's server's
+// configuration.
+func newEnvWith(t *testing.T, editProvider func(e *env, c *server.Config)) *env {
 	t.Helper()
 	e := &env{is: sampleis.New()}
 	e.ca = must[*testpki.CA](t)(testpki.NewCA("Qapı test CA"))
@@ -219,6 +223,9 @@ func newEnv(t *testing.T) *env {
 			{Provider: provider.String(), Code: sampleis.CodeSearchPersons, URL: e.isURL}}
 		c.AccessRights = []server.AccessRight{{Service: getPerson.String(),
 			Subject: "subsystem:" + client.String()}}
+		if editProvider != nil {
+			editProvider(e, c)
+		}
 	})
 	e.c = newNode(t, e, clientMember, "ss-c", []ident.Client{client, clientMember},
 		func(c *server.Config) {
