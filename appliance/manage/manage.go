@@ -322,10 +322,7 @@ func (m *Manager) FetchCertificates(ctx context.Context) (bool, error) {
 // whichever key it certifies. It refuses a certificate that matches
 // neither key or names another member or server, or has the wrong usage.
 func (m *Manager) ImportCertificate(b []byte) (keys.Purpose, error) {
-	if blk, _ := pem.Decode(b); blk != nil {
-		b = blk.Bytes
-	}
-	cert, err := x509.ParseCertificate(b)
+	cert, err := parseCertificate(b)
 	if err != nil {
 		return "", fmt.Errorf("not a certificate: %w", err)
 	}
@@ -391,11 +388,22 @@ func (m *Manager) certificate(p keys.Purpose) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no %s certificate is installed: %w", p, err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s is not PEM", m.path(certFile(p)))
+	c, err := parseCertificate(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; import the certificate again", m.path(certFile(p)), err)
 	}
-	return x509.ParseCertificate(blk.Bytes)
+	return c, nil
+}
+
+// parseCertificate reads one certificate, PEM or DER.
+func parseCertificate(b []byte) (*x509.Certificate, error) {
+	if blk, _ := pem.Decode(b); blk != nil {
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block is %s, not CERTIFICATE", blk.Type)
+		}
+		b = blk.Bytes
+	}
+	return x509.ParseCertificate(b)
 }
 
 // SigningCertificate returns the installed signing certificate and key,
