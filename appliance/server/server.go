@@ -50,6 +50,8 @@ type Options struct {
 	// when nil. It must not block.
 	Events events.Sink
 	// OCSP, when set, returns the OCSP response to staple to signatures.
+	// TODO: staple (appliance/ocsp.Stapler) and check OCSP by default once the
+	// portal's responder addresses are in the global configuration.
 	OCSP func() ([]byte, error)
 	// CheckOCSP, when set, judges the peers' stapled OCSP responses.
 	CheckOCSP func(cert, issuer *x509.Certificate, ocsp []byte) error
