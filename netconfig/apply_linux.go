@@ -343,8 +343,13 @@ func promoteSecondaries(link string) error {
 }
 
 // writeIfChanged replaces path with data, atomically, unless it holds data
-// already.
+// already. A symbolic link at path is followed, even to a file still to be
+// made: gokrazy's read-only /etc/resolv.conf points into /tmp.
 func writeIfChanged(path string, data []byte) (bool, error) {
+	path, err := followLinks(path)
+	if err != nil {
+		return false, err
+	}
 	old, err := os.ReadFile(path)
 	if err == nil && bytes.Equal(old, data) {
 		return false, nil
@@ -366,4 +371,24 @@ func writeIfChanged(path string, data []byte) (bool, error) {
 		return false, err
 	}
 	return true, os.Rename(tmp.Name(), path)
+}
+
+// followLinks resolves symbolic links at the end of path, the last target
+// not needing to exist.
+func followLinks(path string) (string, error) {
+	for range 16 {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return path, nil
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	return "", fmt.Errorf("%s: too many symbolic links", path)
 }
