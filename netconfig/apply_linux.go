@@ -121,16 +121,27 @@ func findParent(h *netlink.Handle, role Role, c Interface) (netlink.Link, error)
 	if err != nil {
 		return nil, fmt.Errorf("netconfig: list links: %w", err)
 	}
+	var found []netlink.Link
 	for _, l := range links {
 		// A VLAN link shares its parent's MAC; the parent is the one meant.
 		if _, isVLAN := l.(*netlink.Vlan); isVLAN {
 			continue
 		}
 		if bytes.Equal(l.Attrs().HardwareAddr, mac) {
-			return l, nil
+			found = append(found, l)
 		}
 	}
-	return nil, fmt.Errorf("netconfig: no %s interface has MAC %s, nothing changed", role, mac)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("netconfig: no %s interface has MAC %s, nothing changed",
+			role, mac)
+	case 1:
+		return found[0], nil
+	}
+	// A bridge, for one, takes the MAC of a port.
+	return nil, fmt.Errorf("netconfig: %s interfaces %s and %s both have MAC %s; name the "+
+		"interface instead, nothing changed", role, found[0].Attrs().Name,
+		found[1].Attrs().Name, mac)
 }
 
 func resolve(h *netlink.Handle, role Role, c Interface) (resolved, error) {

@@ -229,6 +229,9 @@ func snapshot(t *testing.T) string {
 	return b.String()
 }
 
+// dupMAC is the MAC two links of the refusal test share.
+const dupMAC = "02:00:5e:00:53:42"
+
 func TestRefusedConfigurationLeavesNamespaceUntouched(t *testing.T) {
 	l := newLab(t)
 	good := labConfig(l)
@@ -247,6 +250,8 @@ func TestRefusedConfigurationLeavesNamespaceUntouched(t *testing.T) {
 			"no external interface has MAC 02:00:5e:00:53:99"},
 		{"both roles on one link", func(c *Config) { c.Internal.Name = "ext0" },
 			"internal and external both resolve to link ext0"},
+		{"MAC on two links", func(c *Config) { c.Internal.Name, c.Internal.MAC = "", dupMAC },
+			"both have MAC " + dupMAC},
 		{"VLAN name clash", func(c *Config) { c.Internal.Name, c.Internal.VLAN = "lo", 7 },
 			""},
 	}
@@ -257,6 +262,13 @@ func TestRefusedConfigurationLeavesNamespaceUntouched(t *testing.T) {
 			t.Fatal(err)
 		}
 		cases[len(cases)-1].want = "link lo.7 exists but is not VLAN 7 on lo"
+		// Two links with one MAC, as a bridge and its port have.
+		mac, _ := net.ParseMAC(dupMAC)
+		if err := netlink.LinkAdd(&netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{Name: "dup0", HardwareAddr: mac},
+			PeerName:  "dup1", PeerHardwareAddr: mac}); err != nil {
+			t.Fatal(err)
+		}
 
 		before := snapshot(t)
 		for _, tc := range cases {
