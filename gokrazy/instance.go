@@ -1,6 +1,6 @@
 // Package gokrazy describes the gokrazy instance the appliance image runs:
-// which programs, with which flags and environment, how its network
-// interfaces start, and how a boot is judged healthy.
+// which programs, with which flags and environment, its network
+// configuration, and how a boot is judged healthy.
 //
 // The image builder (package images) compiles every Program with
 // CGO_ENABLED=0, installs it as /user/NAME in the root slot and writes the
@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+
+	"github.com/qapi-az/qapi/netconfig"
 )
 
 // ManifestPath is where the instance description lives in the root slot.
@@ -26,8 +28,10 @@ type Instance struct {
 	Hostname string `json:"hostname"`
 	// Programs run under gokrazy's supervision, restarted when they exit.
 	Programs []Program `json:"programs"`
-	// Interfaces are configured before the programs start.
-	Interfaces []Interface `json:"interfaces,omitempty"`
+	// Network is the image's network configuration: both interfaces'
+	// roles and addresses, and the firewall. The init applies it before the
+	// programs start, unless NetworkPath on /perm holds the machine's own.
+	Network *netconfig.Config `json:"network,omitempty"`
 	// Health is an HTTP URL that answers 200 once the appliance works. When
 	// it does, the init marks the booted slot good on the boot partition,
 	// ending boot counting for it.
@@ -63,19 +67,6 @@ func (in *Instance) Program(name string) (Program, bool) {
 	return Program{}, false
 }
 
-// Interface is the boot-time configuration of one network interface.
-//
-// TODO: hand interface configuration to package netconfig (roles, routes,
-// nftables) once the server applies it itself; this covers addresses only.
-type Interface struct {
-	// Name is the kernel's name (eth0, eth1).
-	Name string `json:"name"`
-	// Address is an address with prefix length, 10.0.2.15/24.
-	Address string `json:"address"`
-	// Gateway, if set, becomes the default route through this interface.
-	Gateway string `json:"gateway,omitempty"`
-}
-
 // Validate reports the first missing or malformed field.
 func (in *Instance) Validate() error {
 	if in.Hostname == "" {
@@ -91,9 +82,9 @@ func (in *Instance) Validate() error {
 		}
 		seen[p.Name] = true
 	}
-	for _, ifc := range in.Interfaces {
-		if ifc.Name == "" || ifc.Address == "" {
-			return fmt.Errorf("instance: interface %+v needs a name and an address", ifc)
+	if in.Network != nil {
+		if err := netconfig.Validate(*in.Network); err != nil {
+			return fmt.Errorf("instance: network: %w", err)
 		}
 	}
 	return nil

@@ -45,6 +45,9 @@ var (
 		// The ACPI power button as an input device: gokrazy powers off
 		// cleanly, /perm unmounted, when it is pressed.
 		"button", "evdev",
+		// nftables for package netconfig's firewall; nothing would load
+		// its expression modules on demand.
+		"nf_tables", "nft_ct", "nft_limit", "nft_objref",
 	}
 	optionalModules = []string{"virtio_rng", "nvme", "ahci", "sd_mod", "e1000e", "igb"}
 )

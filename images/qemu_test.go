@@ -36,8 +36,9 @@ type vm struct {
 	qemu    *exec.Cmd
 	swtpm   *exec.Cmd
 	// Host loopback ports forwarded to the guest's health endpoint and
-	// client proxy.
-	healthPort, clientPort int
+	// client proxy on the internal interface, and to the health port on the
+	// external interface, where the firewall must drop it.
+	healthPort, clientPort, externalHealthPort int
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -62,7 +63,7 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 	}
 	v := &vm{t: t, dir: dir, serial: filepath.Join(dir, "serial.log"),
 		qmp:        filepath.Join(dir, "qmp.sock"),
-		healthPort: freePort(t), clientPort: freePort(t)}
+		healthPort: freePort(t), clientPort: freePort(t), externalHealthPort: freePort(t)}
 	sock := filepath.Join(dir, "swtpm.sock")
 	v.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+tpmDir,
 		"--ctrl", "type=unixio,path="+sock)
@@ -91,7 +92,8 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 		"-device", "virtio-blk-pci,drive=disk,bootindex=1",
 		"-chardev", "socket,id=chrtpm,path=" + sock,
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
-		"-netdev", "user,id=n0,net=10.0.2.0/24",
+		"-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,"+
+			"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:4000", v.externalHealthPort),
 		"-device", "virtio-net-pci,netdev=n0,romfile=",
 		"-netdev", internal, "-device", "virtio-net-pci,netdev=n1,romfile=",
 		"-device", "virtio-rng-pci",
@@ -207,6 +209,18 @@ func (v *vm) get(port int, path string, timeout time.Duration) (int, []byte, tim
 	}
 }
 
+// tryGet makes one GET through a forwarded port with a short timeout.
+func (v *vm) tryGet(port int, path string) (int, []byte, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
 // health is what qapi-firstboot's GET /healthz answers.
 type health struct {
 	KeyMode     string            `json:"keyMode"`
@@ -284,6 +298,11 @@ func TestBoot(t *testing.T) {
 	}
 	t.Logf("first boot: security server answered listClients %v after QEMU start",
 		at.Round(100*time.Millisecond))
+	v.waitConsole("qapi init: network configured", time.Second)
+	if status, _, err := v.tryGet(v.externalHealthPort, "/healthz"); err == nil {
+		t.Errorf("the health port answered %d on the external interface; the firewall "+
+			"must drop it there", status)
+	}
 	v.waitConsole("marked the booted slot good", time.Minute)
 	if !strings.Contains(v.console(), "grew the perm partition") {
 		t.Error("first boot on a larger disk did not grow perm")

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,10 +15,10 @@ import (
 	"time"
 
 	gkruntime "github.com/gokrazy/gokrazy"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/qapi-az/qapi/gokrazy"
+	"github.com/qapi-az/qapi/netconfig"
 )
 
 func boot() error {
@@ -27,11 +29,7 @@ func boot() error {
 	if err != nil {
 		return err
 	}
-	for _, ifc := range in.Interfaces {
-		if err := configure(ifc); err != nil {
-			slog.Error("qapi init: interface not configured", "interface", ifc.Name, "err", err)
-		}
-	}
+	configureNetwork(in)
 
 	var services []*gkruntime.Service
 	for _, p := range in.Programs {
@@ -48,41 +46,42 @@ func boot() error {
 	return nil
 }
 
-// configure brings an interface up with its address and default route.
-func configure(ifc gokrazy.Interface) error {
-	var link netlink.Link
+// configureNetwork applies the machine's network configuration from
+// /perm, or the image's when there is none or it does not load, retrying
+// while the network drivers are still making the links.
+func configureNetwork(in *gokrazy.Instance) {
+	cfg := in.Network
+	switch own, err := netconfig.Load(gokrazy.NetworkPath); {
+	case err == nil:
+		cfg = &own
+	case !errors.Is(err, fs.ErrNotExist):
+		slog.Error("qapi init: the machine's network configuration does not load; "+
+			"using the image's: fix the file", "path", gokrazy.NetworkPath, "err", err)
+	}
+	if cfg == nil {
+		slog.Warn("qapi init: no network configuration; the interfaces stay down")
+		return
+	}
+	opts := netconfig.Options{}
+	if len(cfg.Internal.DNS)+len(cfg.External.DNS) > 0 {
+		// gokrazy links /tmp/resolv.conf to the kernel's; netconfig writes
+		// a file in its place.
+		os.Remove("/tmp/resolv.conf")
+		opts.ResolvConf = "/tmp/resolv.conf"
+	}
 	var err error
-	for range 100 { // the driver may still be probing
-		if link, err = netlink.LinkByName(ifc.Name); err == nil {
-			break
+	for range 50 {
+		var changes []netconfig.Change
+		changes, err = netconfig.Apply(context.Background(), *cfg, opts)
+		if err == nil {
+			slog.Info("qapi init: network configured", "changes", len(changes),
+				"internal", cfg.Internal.Name, "external", cfg.External.Name)
+			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
-	if err != nil {
-		return fmt.Errorf("finding %s: %w", ifc.Name, err)
-	}
-	addr, err := netlink.ParseAddr(ifc.Address)
-	if err != nil {
-		return fmt.Errorf("address of %s: %w", ifc.Name, err)
-	}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("adding %s to %s: %w", ifc.Address, ifc.Name, err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("bringing %s up: %w", ifc.Name, err)
-	}
-	if ifc.Gateway != "" {
-		gw := net.ParseIP(ifc.Gateway)
-		if gw == nil {
-			return fmt.Errorf("gateway of %s: malformed %q", ifc.Name, ifc.Gateway)
-		}
-		route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}
-		if err := netlink.RouteReplace(route); err != nil {
-			return fmt.Errorf("default route via %s: %w", ifc.Gateway, err)
-		}
-	}
-	slog.Info("qapi init: interface up", "interface", ifc.Name, "address", ifc.Address)
-	return nil
+	slog.Error("qapi init: the network configuration did not apply; the appliance is "+
+		"not reachable: check the interface names and addresses", "err", err)
 }
 
 // watchHealth polls url until it answers 200, then reports the boot on the

@@ -1,7 +1,8 @@
 // Command init is PID 1 of the appliance's root slot, installed as
 // /gokrazy/init. It reads the instance description (gokrazy.ManifestPath),
-// boots the gokrazy runtime (which mounts /perm), addresses the network
-// interfaces, supervises the programs, and once the instance's health URL
+// boots the gokrazy runtime (which mounts /perm), applies the network
+// configuration (package netconfig: addresses, routes, the firewall),
+// supervises the programs, and once the instance's health URL
 // answers, marks the booted slot good on the boot partition.
 //
 // The same binary is installed as /user/NAME for every program (a symlink).
