@@ -174,6 +174,18 @@ func (c *dhcpClient) acquire(ctx context.Context) (Lease, error) {
 		if l, err := ack.lease(time.Now()); err == nil {
 			return l, nil
 		}
+		// A server that grants unusable leases is not asked again at once.
+		pause(ctx, wait)
+	}
+}
+
+// pause waits for d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -203,12 +215,7 @@ func (c *dhcpClient) exchange(ctx context.Context, req *dhcpMessage, dst *net.UD
 	}
 	if _, err := c.conn.WriteTo(req.marshal(), dst); err != nil {
 		// The link may be down: wait as for a lost message, not spin.
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
+		pause(ctx, time.Until(deadline))
 		return nil, fmt.Errorf("send DHCP message: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { c.conn.SetReadDeadline(time.Now()) })
@@ -225,6 +232,9 @@ func (c *dhcpClient) exchange(ctx context.Context, req *dhcpMessage, dst *net.UD
 		if err != nil || m.op != 2 || m.xid != req.xid ||
 			!slices.Equal(m.chaddr, req.chaddr) {
 			continue // not an answer to us
+		}
+		if !m.addr(optServerID).IsValid() {
+			continue // RFC 2131, 4.3.1: every server reply names its server
 		}
 		switch m.msgType() {
 		case want:
@@ -294,6 +304,10 @@ func (c *dhcpClient) keep(ctx context.Context, l Lease) {
 			return
 		case err != nil:
 			continue
+		}
+		if renewed.Address != l.Address {
+			// The server moved the client: the old address must go first.
+			c.uninstall(l)
 		}
 		if err := c.install(renewed); err != nil {
 			return
