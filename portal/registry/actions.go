@@ -153,8 +153,13 @@ func (r *Registry) ApproveServer(id uint64) (Server, error) {
 	return s, err
 }
 
-// RejectServer refuses a pending registration with a reason.
+// RejectServer refuses a pending registration with a reason the
+// participant is told; an empty reason is refused, as Reject refuses one.
 func (r *Registry) RejectServer(id uint64, reason string) (Server, error) {
+	if strings.TrimSpace(reason) == "" {
+		return Server{}, errors.New("a rejected registration needs a reason for the " +
+			"participant")
+	}
 	return update(r.db, bucketServers, itob(id), fmt.Sprintf("server registration %d", id),
 		func(s *Server) error {
 			if s.State != "pending" {
@@ -173,21 +178,29 @@ type Block struct {
 	Clause string `json:"clause"`
 }
 
-// BlockClient blocks a member or subsystem at once (3.7): the next
-// published configuration lists it, and every security server refuses its
-// traffic from its next refresh. For clause 3.7.2 a breach notice (3.6)
+// BlockClient blocks a registered member or subsystem at once (3.7): the
+// next published configuration lists it, and every security server refuses
+// its traffic from its next refresh. For clause 3.7.2 a breach notice (3.6)
 // follows, returned as the second value.
 func (r *Registry) BlockClient(c ident.Client, clause, reason string) (Block, *Breach, error) {
 	if clause != "3.7.1" && clause != "3.7.2" {
 		return Block{}, nil, fmt.Errorf("a block needs its ground, clause 3.7.1 or 3.7.2, "+
 			"not %q", clause)
 	}
-	if _, err := r.Member(c); err != nil {
+	m, err := r.Member(c)
+	if err != nil {
 		return Block{}, nil, err
+	}
+	// Clause 3.7 blocks a participant: a subsystem the member does not
+	// have would sit in the Blocked list and block nothing.
+	if c.SubsystemCode != "" && !m.hasSubsystem(c.SubsystemCode) {
+		return Block{}, nil, fmt.Errorf("member %s has no subsystem %s: %w; block one of "+
+			"its registered subsystems or the member itself", m.ID, c.SubsystemCode,
+			ErrNotFound)
 	}
 	b := Block{Blocked: globalconf.Blocked{Client: c, Since: r.opts.Now().UTC(),
 		Reason: reason}, Clause: clause}
-	err := r.db.Update(func(tx *bbolt.Tx) error {
+	err = r.db.Update(func(tx *bbolt.Tx) error {
 		return put(tx.Bucket(bucketBlocks), []byte(c.String()), b)
 	})
 	if err != nil {

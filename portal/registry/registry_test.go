@@ -12,7 +12,9 @@ import (
 
 	"github.com/qapi-az/qapi/appliance/globalconf"
 	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/internal/testpki"
 	"github.com/qapi-az/qapi/portal/onboarding"
+	"github.com/qapi-az/qapi/portal/wire"
 )
 
 // Monday 30 November 2026, 10:00 UTC. Seven working days later (3.2, 3.9)
@@ -418,6 +420,9 @@ func TestBlock(t *testing.T) {
 		{"a subsystem breaches security", subsysAZ, "3.7.2", "", true},
 		{"no ground", memberAZ, "3.7", "clause 3.7.1 or 3.7.2", false},
 		{"unknown member", stranger, "3.7.1", "not found", false},
+		{"unknown subsystem of a member", ident.Client{Instance: "AZ", MemberClass: "GOV",
+			MemberCode: "1234567890", SubsystemCode: "NOPE"}, "3.7.1", "no subsystem NOPE",
+			false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -655,5 +660,33 @@ func TestAnnounceVersion(t *testing.T) {
 				t.Errorf("notices %+v, stored %+v", ns, stored)
 			}
 		})
+	}
+}
+
+func TestRejectServerNeedsReason(t *testing.T) {
+	f := approved(t)
+	ca, err := testpki.NewCA("cc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.IssueAuth(memberAZ, "SS1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.SubmitServer(wire.ServerRegistration{Owner: memberAZ, Code: "SS1",
+		Address: "ss1.example.az:5500"}, auth.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reason := range []string{"", "  \t"} {
+		_, err := f.RejectServer(s.ID, reason)
+		wantErr(t, err, "needs a reason")
+	}
+	if got, _ := f.Server(s.ID); got.State != "pending" {
+		t.Errorf("after refused rejections the registration is %s, want pending", got.State)
+	}
+	got, err := f.RejectServer(s.ID, "address is not the agency's")
+	if err != nil || got.State != "rejected" || got.Reason != "address is not the agency's" {
+		t.Errorf("RejectServer with a reason = %+v, %v", got, err)
 	}
 }
