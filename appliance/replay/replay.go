@@ -11,6 +11,7 @@
 package replay
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,6 +35,22 @@ var ErrSigningTime = errors.New("signing time is outside the accepted window")
 
 var bucketSeen = []byte("replay-seen")
 
+// idKey names a (client, message id) pair by the first 128 bits of its
+// SHA-256: 16 bytes whatever the id's length, so that the ids of a busy
+// window fit in memory (a million take about 40 MB), with a chance of two
+// pairs colliding that is negligible against a window's count.
+type idKey [16]byte
+
+func keyOf(client ident.Client, id string) idKey {
+	h := sha256.New()
+	h.Write([]byte(client.String()))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	var k idKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
 // Store is the set of seen (client, message id) pairs. Safe for concurrent
 // use.
 type Store struct {
@@ -41,7 +58,7 @@ type Store struct {
 	window time.Duration
 
 	mu   sync.Mutex
-	seen map[string]int64 // key -> signing time, Unix nanoseconds
+	seen map[idKey]int64 // -> signing time, Unix nanoseconds
 
 	writes chan write
 	stop   chan struct{}
@@ -49,7 +66,7 @@ type Store struct {
 }
 
 type write struct {
-	key    string
+	key    idKey
 	signed int64
 	errc   chan error
 }
@@ -65,7 +82,7 @@ func Open(db *bolt.DB, window time.Duration) (*Store, error) {
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	s := &Store{db: db, window: window, seen: map[string]int64{},
+	s := &Store{db: db, window: window, seen: map[idKey]int64{},
 		writes: make(chan write, maxBatch), stop: make(chan struct{}),
 		done: make(chan struct{})}
 	err := db.Update(func(tx *bolt.Tx) error {
@@ -74,10 +91,11 @@ func Open(db *bolt.DB, window time.Duration) (*Store, error) {
 			return err
 		}
 		return b.ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("seen id record %q has %d bytes, want 8", k, len(v))
+			if len(k) != len(idKey{}) || len(v) != 8 {
+				return fmt.Errorf("seen id record %x has a %d-byte key and a %d-byte "+
+					"value, want 16 and 8", k, len(k), len(v))
 			}
-			s.seen[string(k)] = int64(binary.BigEndian.Uint64(v))
+			s.seen[idKey(k)] = int64(binary.BigEndian.Uint64(v))
 			return nil
 		})
 	})
@@ -119,7 +137,7 @@ func (s *Store) Begin(client ident.Client, id string, signed,
 			ErrSigningTime, signed.UTC().Format(time.RFC3339),
 			now.UTC().Format(time.RFC3339), s.window)
 	}
-	k := client.String() + "\x00" + id
+	k := keyOf(client, id)
 	s.mu.Lock()
 	if _, dup := s.seen[k]; dup {
 		s.mu.Unlock()
@@ -144,7 +162,7 @@ func (s *Store) Begin(client ident.Client, id string, signed,
 	}, nil
 }
 
-func (s *Store) forget(k string) {
+func (s *Store) forget(k idKey) {
 	s.mu.Lock()
 	delete(s.seen, k)
 	s.mu.Unlock()
@@ -161,7 +179,7 @@ func (s *Store) Len() int {
 // check alone refuses them now, and returns how many it forgot.
 func (s *Store) Prune(now time.Time) (int, error) {
 	limit := now.Add(-s.window - time.Second).UnixNano()
-	var old []string
+	var old []idKey
 	s.mu.Lock()
 	for k, t := range s.seen {
 		if t < limit {
@@ -175,7 +193,7 @@ func (s *Store) Prune(now time.Time) (int, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSeen)
 		for _, k := range old {
-			if err := b.Delete([]byte(k)); err != nil {
+			if err := b.Delete(k[:]); err != nil {
 				return err
 			}
 		}
@@ -232,7 +250,7 @@ func (s *Store) run() {
 			var v [8]byte
 			for _, w := range batch {
 				binary.BigEndian.PutUint64(v[:], uint64(w.signed))
-				if err := b.Put([]byte(w.key), v[:]); err != nil {
+				if err := b.Put(w.key[:], v[:]); err != nil {
 					return err
 				}
 			}
