@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/qapi-az/qapi/appliance/keys"
 	"github.com/qapi-az/qapi/internal/testenv"
 )
 
@@ -154,5 +155,41 @@ func TestSwtpm(t *testing.T) {
 	name2, _ := other.SRKName()
 	if bytes.Equal(name1, name2) {
 		t.Fatal("two swtpm TPMs have the same storage root key")
+	}
+
+	// Open takes an emulator's socket as it takes a device, and the store
+	// opens it by itself. swtpm serves one connection at a time.
+	tp.conn.Close()
+	tp.conn = nil
+	sock := filepath.Join(dir, "sock")
+	dev, err := Open(filepath.Join(dir, "no-such-device"), sock)
+	if err != nil {
+		t.Fatalf("Open of swtpm's socket: %v", err)
+	}
+	if got, err := dev.SRKName(); err != nil || !bytes.Equal(got, name1) {
+		t.Fatalf("through Open the storage root key is %x, %v; want %x", got, err, name1)
+	}
+	dc, err := dev.Counter(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dc.Read(); err != nil || got != v+1 {
+		t.Fatalf("through Open the counter reads %d, %v; want %d", got, err, v+1)
+	}
+	if err := dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	saved := DevicePaths
+	DevicePaths = []string{sock}
+	defer func() { DevicePaths = saved }()
+	s, err := OpenStore(false, filepath.Join(dir, "keys"), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Signer(keys.Signing); err != nil {
+		t.Fatalf("Signer of a store on swtpm: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
