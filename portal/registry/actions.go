@@ -278,48 +278,55 @@ func (r *Registry) Remedied(id uint64) (Breach, error) {
 // published configurations. The ground is either dissolution without a
 // successor (3.5, at once: breachID 0 and dissolved true) or an open
 // breach notice whose month to remedy has passed (3.6). The member must be
-// registered in the instance member names. The caller revokes the member's
-// certificates.
+// registered in the instance member names. Closing the breach notice and
+// marking the member disconnected commit together or not at all, so a
+// failure leaves the notice open and the disconnection can be tried again.
+// The caller revokes the member's certificates.
 func (r *Registry) Disconnect(member ident.Client, dissolved bool, breachID uint64) error {
-	// An unknown member must not pass as disconnected: the caller would
-	// then report success and revoke nothing.
-	if _, err := r.Member(member); err != nil {
-		return fmt.Errorf("disconnect: %w", err)
-	}
 	now := r.opts.Now().UTC()
-	reason := "dissolved without a successor (3.5)"
-	if !dissolved {
-		b, err := update(r.db, bucketBreaches, itob(breachID),
-			fmt.Sprintf("breach notice %d", breachID), func(b *Breach) error {
-				if b.Member != member.Member() {
-					return fmt.Errorf("breach notice %d is to %s, not %s", breachID,
-						b.Member, member)
-				}
-				if b.State != "open" {
-					return fmt.Errorf("breach notice %d is %s", breachID, b.State)
-				}
-				if now.Before(b.RemedyBy) {
-					return fmt.Errorf("clause 3.6 gives %s until %s to remedy the breach; "+
-						"disconnect after that, or block now under 3.7 if the breach "+
-						"harms the portal", b.Member, b.RemedyBy.Format(time.DateOnly))
-				}
-				b.State = "disconnected"
-				return nil
-			})
-		if err != nil {
-			return err
-		}
-		reason = fmt.Sprintf("breach not remedied by %s (3.6): %s",
-			b.RemedyBy.Format(time.DateOnly), b.Text)
-	}
 	err := r.db.Update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketMembers)
+		// An unknown member must not pass as disconnected: the caller
+		// would then report success and revoke nothing.
+		if err := get(bk, []byte(member.Member().String()), &Member{}); err != nil {
+			return fmt.Errorf("member %s: %w", member.Member(), err)
+		}
+		reason := "dissolved without a successor (3.5)"
+		if !dissolved {
+			b, err := updateTx(tx, bucketBreaches, itob(breachID),
+				fmt.Sprintf("breach notice %d", breachID), func(b *Breach) error {
+					if b.Member != member.Member() {
+						return fmt.Errorf("breach notice %d is to %s, not %s", breachID,
+							b.Member, member)
+					}
+					if b.State != "open" {
+						return fmt.Errorf("breach notice %d is %s", breachID, b.State)
+					}
+					if now.Before(b.RemedyBy) {
+						return fmt.Errorf("clause 3.6 gives %s until %s to remedy the "+
+							"breach; disconnect after that, or block now under 3.7 if "+
+							"the breach harms the portal", b.Member,
+							b.RemedyBy.Format(time.DateOnly))
+					}
+					b.State = "disconnected"
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			reason = fmt.Sprintf("breach not remedied by %s (3.6): %s",
+				b.RemedyBy.Format(time.DateOnly), b.Text)
+		}
 		for _, inst := range r.opts.Instances {
 			id := member.Member()
 			id.Instance = inst
 			var m Member
-			if err := get(bk, []byte(id.String()), &m); err != nil {
+			err := get(bk, []byte(id.String()), &m)
+			if errors.Is(err, ErrNotFound) {
 				continue
+			}
+			if err != nil {
+				return fmt.Errorf("stored member %s: %w", id, err)
 			}
 			m.Disconnected, m.DisconnectReason = now, reason
 			if err := put(bk, []byte(id.String()), m); err != nil {

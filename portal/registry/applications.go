@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/portal/onboarding"
 )
@@ -176,7 +178,9 @@ func (r *Registry) Application(id uint64) (Application, error) {
 // ApproveSystem approves a pending annex 1 application after a positive
 // check (3.2): it records the contract (3.3) and registers the participant
 // as member CLASS/VOEN, with the status's member class, and the system as
-// subsystem subsystemCode, in every instance.
+// subsystem subsystemCode, in every instance. The approval and the
+// registration commit together or not at all, so a failure leaves the
+// application pending and the approval can be tried again.
 func (r *Registry) ApproveSystem(id uint64, subsystemCode string, c Contract) (
 	Application, error) {
 	if err := c.Validate(); err != nil {
@@ -186,31 +190,36 @@ func (r *Registry) ApproveSystem(id uint64, subsystemCode string, c Contract) (
 		return Application{}, fmt.Errorf("subsystem code %q must be non-empty, "+
 			"without '/' or spaces", subsystemCode)
 	}
-	app, err := update(r.db, bucketApps, itob(id), fmt.Sprintf("application %d", id),
-		func(a *Application) error {
-			if a.Kind != AppSystem || a.State != StatePending {
-				return fmt.Errorf("application %d is a %s application in state %s, "+
-					"not a pending annex 1 application", id, a.Kind, a.State)
-			}
-			if a.System.Assessment.Result != "positive" {
-				return errors.New("the system's assessment is negative: reject the " +
-					"application (3.4) or wait for a positive assessment")
-			}
-			a.State, a.Decided, a.Contract = StateApproved, r.opts.Now().UTC(), &c
-			a.Member = ident.Client{Instance: r.opts.Instances[0],
-				MemberClass: a.System.Status.MemberClass(), MemberCode: a.System.VOEN}
-			return nil
-		})
+	var app Application
+	err := r.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		app, err = updateTx(tx, bucketApps, itob(id), fmt.Sprintf("application %d", id),
+			func(a *Application) error {
+				if a.Kind != AppSystem || a.State != StatePending {
+					return fmt.Errorf("application %d is a %s application in state %s, "+
+						"not a pending annex 1 application", id, a.Kind, a.State)
+				}
+				if a.System.Assessment.Result != "positive" {
+					return errors.New("the system's assessment is negative: reject the " +
+						"application (3.4) or wait for a positive assessment")
+				}
+				a.State, a.Decided, a.Contract = StateApproved, r.opts.Now().UTC(), &c
+				a.Member = ident.Client{Instance: r.opts.Instances[0],
+					MemberClass: a.System.Status.MemberClass(), MemberCode: a.System.VOEN}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		return r.addMemberTx(tx, Member{ID: app.Member, Name: app.System.Participant,
+			VOEN: app.System.VOEN, Status: app.System.Status, Contract: &c,
+			Subsystems: []Subsystem{{Code: subsystemCode, Name: app.System.System,
+				Application: id}}})
+	})
 	if err != nil {
 		return Application{}, err
 	}
-	m := Member{ID: app.Member, Name: app.System.Participant, VOEN: app.System.VOEN,
-		Status: app.System.Status, Contract: &c,
-		Subsystems: []Subsystem{{Code: subsystemCode, Name: app.System.System,
-			Application: id}}}
-	if err := r.AddMember(m); err != nil {
-		return Application{}, err
-	}
+	r.changed(r.opts.Instances...)
 	return app, nil
 }
 

@@ -141,23 +141,32 @@ func itob(v uint64) []byte {
 }
 
 // update loads the record with key k of bucket into v, calls f, and stores
-// v back when f returns nil.
+// v back when f returns nil, in one transaction.
 func update[T any](db *bbolt.DB, bucket, k []byte, what string, f func(*T) error) (T, error) {
 	var v T
 	err := db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucket)
-		if err := get(b, k, &v); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("%s: %w", what, ErrNotFound)
-			}
-			return err
-		}
-		if err := f(&v); err != nil {
-			return err
-		}
-		return put(b, k, v)
+		var err error
+		v, err = updateTx(tx, bucket, k, what, f)
+		return err
 	})
 	return v, err
+}
+
+// updateTx is update within tx, for changes that must commit together with
+// others or not at all.
+func updateTx[T any](tx *bbolt.Tx, bucket, k []byte, what string, f func(*T) error) (T, error) {
+	var v T
+	b := tx.Bucket(bucket)
+	if err := get(b, k, &v); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return v, fmt.Errorf("%s: %w", what, ErrNotFound)
+		}
+		return v, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := f(&v); err != nil {
+		return v, err
+	}
+	return v, put(b, k, v)
 }
 
 func insert[T any](db *bbolt.DB, bucket []byte, v *T, setID func(*T, uint64)) error {
@@ -216,45 +225,47 @@ func (r *Registry) Member(id ident.Client) (Member, error) {
 // participants that connected before this registry existed (appendix 1's
 // systems) and what approving an annex 1 application does.
 func (r *Registry) AddMember(m Member) error {
+	if err := r.db.Update(func(tx *bbolt.Tx) error { return r.addMemberTx(tx, m) }); err != nil {
+		return err
+	}
+	r.changed(r.opts.Instances...)
+	return nil
+}
+
+// addMemberTx is AddMember within tx, without telling of the change.
+func (r *Registry) addMemberTx(tx *bbolt.Tx, m Member) error {
 	if err := m.ID.Validate(); err != nil || m.ID.SubsystemCode != "" {
 		return fmt.Errorf("member id %q must be INSTANCE/CLASS/CODE", m.ID)
 	}
 	if m.Registered.IsZero() {
 		m.Registered = r.opts.Now().UTC()
 	}
-	err := r.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketMembers)
-		for _, inst := range r.opts.Instances {
-			id := m.ID
-			id.Instance = inst
-			var cur Member
-			err := get(b, []byte(id.String()), &cur)
-			switch {
-			case errors.Is(err, ErrNotFound):
-				cur = m
-				cur.ID = id
-			case err != nil:
-				return err
-			default:
-				for _, s := range m.Subsystems {
-					if !cur.hasSubsystem(s.Code) {
-						cur.Subsystems = append(cur.Subsystems, s)
-					}
-				}
-				if m.Contract != nil {
-					cur.Contract = m.Contract
+	b := tx.Bucket(bucketMembers)
+	for _, inst := range r.opts.Instances {
+		id := m.ID
+		id.Instance = inst
+		var cur Member
+		err := get(b, []byte(id.String()), &cur)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			cur = m
+			cur.ID = id
+		case err != nil:
+			return fmt.Errorf("register member %s: stored member %s: %w", m.ID, id, err)
+		default:
+			for _, s := range m.Subsystems {
+				if !cur.hasSubsystem(s.Code) {
+					cur.Subsystems = append(cur.Subsystems, s)
 				}
 			}
-			if err := put(b, []byte(id.String()), cur); err != nil {
-				return err
+			if m.Contract != nil {
+				cur.Contract = m.Contract
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("register member %s: %w", m.ID, err)
+		if err := put(b, []byte(id.String()), cur); err != nil {
+			return fmt.Errorf("register member %s: %w", m.ID, err)
+		}
 	}
-	r.changed(r.opts.Instances...)
 	return nil
 }
 

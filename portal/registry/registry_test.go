@@ -690,3 +690,77 @@ func TestRejectServerNeedsReason(t *testing.T) {
 		t.Errorf("RejectServer with a reason = %+v, %v", got, err)
 	}
 }
+
+// corrupt stores an unreadable record for member id, so that the step of
+// an operation that reads it fails half-way.
+func (f *fixture) corrupt(t *testing.T, id ident.Client) {
+	t.Helper()
+	err := f.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMembers).Put([]byte(id.String()), []byte("{"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestApproveSystemAllOrNothing(t *testing.T) {
+	f := newFixture(t)
+	a, err := f.SubmitSystem(systemApp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registering the member fails in the second instance.
+	testID := memberAZ
+	testID.Instance = "AZ-TEST"
+	f.corrupt(t, testID)
+	if _, err := f.ApproveSystem(a.ID, "REG", contract()); err == nil {
+		t.Fatal("ApproveSystem succeeded over an unreadable member record")
+	}
+	if got, _ := f.Application(a.ID); got.State != StatePending {
+		t.Errorf("after a failed registration the application is %s, want pending",
+			got.State)
+	}
+	if _, err := f.Member(memberAZ); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after a failed approval the member in AZ: %v, want ErrNotFound", err)
+	}
+	if len(f.changed) != 0 {
+		t.Errorf("a failed approval changed %v", f.changed)
+	}
+
+	// Once the record is mended, the same approval goes through.
+	f.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMembers).Delete([]byte(testID.String()))
+	})
+	if got, err := f.ApproveSystem(a.ID, "REG", contract()); err != nil ||
+		got.State != StateApproved {
+		t.Fatalf("ApproveSystem after the repair = %+v, %v", got, err)
+	}
+	if m, err := f.Member(testID); err != nil || !m.hasSubsystem("REG") {
+		t.Errorf("member in AZ-TEST after approval = %+v, %v", m, err)
+	}
+}
+
+func TestDisconnectAllOrNothing(t *testing.T) {
+	f := approved(t)
+	br, err := f.NoticeBreach(memberAZ, "personal data sent in the clear")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now = monday.AddDate(0, 1, 0)
+	testID := memberAZ
+	testID.Instance = "AZ-TEST"
+	f.corrupt(t, testID)
+	if err := f.Disconnect(memberAZ, false, br.ID); err == nil {
+		t.Fatal("Disconnect succeeded over an unreadable member record")
+	}
+	if brs, _ := f.Breaches(); brs[0].State != "open" {
+		t.Errorf("after a failed disconnection the breach notice is %s, want open",
+			brs[0].State)
+	}
+	if m, _ := f.Member(memberAZ); !m.Active() {
+		t.Error("after a failed disconnection the member in AZ is disconnected")
+	}
+	if len(f.changed) != 0 {
+		t.Errorf("a failed disconnection changed %v", f.changed)
+	}
+}
