@@ -3,8 +3,9 @@
 // another machine, or booted into another system, yields no key.
 //
 // Most callers want OpenStore, the keys.Store of the appliance. Open
-// connects to the TPM device (/dev/tpmrm0, else /dev/tpm0); New wraps any
-// go-tpm transport, such as a simulator in tests. TPM.Seal and TPM.Unseal
+// connects to the TPM device (/dev/tpmrm0, else /dev/tpm0), or to a TPM
+// emulator's Unix socket (swtpm) in development; New wraps any go-tpm
+// transport, such as a simulator in tests. TPM.Seal and TPM.Unseal
 // seal a secret of up to 128 bytes; TPM.Counter opens the counter. The
 // package is pure Go: the TPM simulator is linked into its tests only.
 //
@@ -83,7 +84,9 @@
 // The storage root key is the owner hierarchy's primary key from the TCG
 // ECC P-256 template, created again as needed: the same owner seed always
 // yields the same key, so it needs no persistent handle, and its name
-// identifies the TPM. The commands that carry a secret (TPM2_Create going
+// identifies the TPM. That name is computed from the public area the TPM
+// returns, the one the sessions are salted to, so a key substituted on the
+// bus fails the comparison with a blob's name. The commands that carry a secret (TPM2_Create going
 // in, TPM2_Unseal coming out) run in sessions salted to the storage root
 // key, with AES-128-CFB parameter encryption, so the secret never crosses
 // the bus in the clear.
