@@ -135,13 +135,18 @@ func writeWSDLAttachment(w http.ResponseWriter, resp *soap.Message) {
 }
 
 // readBounded reads at most limit bytes of body and reports whether there
-// was more (clause 5.2).
-func readBounded(body io.Reader, limit int) ([]byte, bool, error) {
-	b, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
-	if err != nil {
+// was more (clause 5.2). size, the Content-Length when known (else -1),
+// sizes the buffer so that a message is read without copying it again.
+func readBounded(body io.Reader, limit int, size int64) ([]byte, bool, error) {
+	n := bytes.MinRead
+	if size > 0 && size <= int64(limit) {
+		n += int(size)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n))
+	if _, err := buf.ReadFrom(io.LimitReader(body, int64(limit)+1)); err != nil {
 		return nil, false, err
 	}
-	return b, len(b) > limit, nil
+	return buf.Bytes(), buf.Len() > limit, nil
 }
 
 // exchange carries one request. On a fault it returns the request header
@@ -149,7 +154,7 @@ func readBounded(body io.Reader, limit int) ([]byte, bool, error) {
 func (p *ClientProxy) exchange(r *http.Request, rec *events.Record) (*soap.Message,
 	*soap.Header, *soap.Fault) {
 	// Clause 5.2: a request is at most 10 KB; read one byte more to tell.
-	raw, over, err := readBounded(r.Body, p.cfg.Limits.MaxBytes)
+	raw, over, err := readBounded(r.Body, p.cfg.Limits.MaxBytes, r.ContentLength)
 	rec.RequestBytes = len(raw)
 	if err != nil {
 		return nil, nil, fault(soap.CodeMalformed, "the request could not be read: %v", err)
@@ -315,7 +320,8 @@ func (p *ClientProxy) post(ctx context.Context, servers []globalconf.SecuritySer
 			break
 		}
 		defer resp.Body.Close()
-		b, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes+SignatureOverhead)
+		b, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes+SignatureOverhead,
+			resp.ContentLength)
 		if err != nil {
 			return nil, "", fault(soap.CodeProviderDown, "reading the response of %s: %v",
 				ss.Address, err)

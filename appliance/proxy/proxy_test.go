@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/qapi-az/qapi/appliance/globalconf"
@@ -90,5 +91,26 @@ func TestProviderServers(t *testing.T) {
 	if len(got) != 1 || got[0].Code != "a" {
 		t.Errorf("providerServers = %+v, want only server a (owned by the provider's "+
 			"member and serving the provider)", got)
+	}
+}
+
+func TestReadBounded(t *testing.T) {
+	for _, tt := range []struct {
+		n, limit int
+		size     int64
+		over     bool
+	}{
+		{10240, 10240, 10240, false},
+		{10240, 10240, -1, false},
+		{10241, 10240, 10241, true},
+		{10241, 10240, 5, true}, // a Content-Length that lies does not matter
+		{0, 10240, 0, false},
+	} {
+		b, over, err := readBounded(strings.NewReader(strings.Repeat("x", tt.n)), tt.limit,
+			tt.size)
+		if err != nil || over != tt.over || !over && len(b) != tt.n {
+			t.Errorf("readBounded(%d bytes, limit %d, size %d) = %d bytes, over %v, %v",
+				tt.n, tt.limit, tt.size, len(b), over, err)
+		}
 	}
 }

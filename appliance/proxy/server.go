@@ -132,7 +132,7 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 	}
 
 	limit := p.cfg.Limits.MaxBytes + SignatureOverhead
-	body, over, err := readBounded(r.Body, limit)
+	body, over, err := readBounded(r.Body, limit, r.ContentLength)
 	rec.RequestBytes = len(body)
 	if err != nil {
 		return nil, "", nil, fault(soap.CodeMalformed, "the request could not be read: %v",
@@ -325,7 +325,7 @@ func (p *ServerProxy) peekRequest(body []byte, ct string) (*soap.Message, *soap.
 	if strings.EqualFold(part.Header.Get("Content-Transfer-Encoding"), "base64") {
 		src = base64.NewDecoder(base64.StdEncoding, part) // skips the CRLFs
 	}
-	raw, over, err := readBounded(src, p.cfg.Limits.MaxBytes)
+	raw, over, err := readBounded(src, p.cfg.Limits.MaxBytes, int64(len(body))*3/4)
 	if err != nil {
 		return nil, fault(soap.CodeMalformed, "reading the message part: %v", err)
 	}
@@ -388,7 +388,7 @@ func (p *ServerProxy) callIS(ctx context.Context, req *soap.Message) (answer []b
 			"%s did not answer: %v", h.Service, err)
 	}
 	defer resp.Body.Close()
-	raw, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes)
+	raw, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes, resp.ContentLength)
 	if err != nil {
 		return nil, "", fault(soap.CodeProviderDown, "reading the information system's "+
 			"answer: %v", err)
@@ -461,7 +461,7 @@ func (p *ServerProxy) meta(ctx context.Context, conf *globalconf.Conf,
 		return nil, fault(soap.CodeProviderDown, "fetching the WSDL of %s: %v", want, err)
 	}
 	defer resp.Body.Close()
-	wsdl, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes/2)
+	wsdl, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes/2, resp.ContentLength)
 	if err != nil || over || resp.StatusCode != http.StatusOK {
 		return nil, fault(soap.CodeProviderFault, "the WSDL of %s could not be fetched "+
 			"(HTTP %d, within %d bytes)", want, resp.StatusCode, p.cfg.ResponseMaxBytes/2)
