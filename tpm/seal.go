@@ -11,7 +11,7 @@ import (
 )
 
 // MaxSecret is the largest secret Seal takes: a TPM seals at most 128
-// bytes in one object. Larger data is encrypted with a sealed key.
+// bytes in one object; larger data belongs encrypted under a sealed key.
 const MaxSecret = 128
 
 // SealOptions say what may unseal a secret.
