@@ -22,7 +22,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -283,13 +282,7 @@ func (p *Portal) OperatorTLS(url, token string, hosts []string) (*tls.Config, Co
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
+	wire.SetCertHosts(tmpl, hosts)
 	cert, err := p.CA.IssueService(tmpl, &key.PublicKey)
 	if err != nil {
 		return nil, Conn{}, fmt.Errorf("certify the operator API: %w", err)

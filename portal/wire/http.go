@@ -3,10 +3,12 @@ package wire
 import (
 	"bytes"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 )
 
@@ -68,4 +70,18 @@ func BearerOnly(token, realm, refusal string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// SetCertHosts adds each of hosts to tmpl as the certificate address a TLS
+// client checks: an IP address when the host parses as one, else a DNS
+// name. The portal's operator API and the security server's management API
+// certify their listeners with it.
+func SetCertHosts(tmpl *x509.Certificate, hosts []string) {
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
 }

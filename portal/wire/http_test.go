@@ -1,10 +1,13 @@
 package wire
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -75,5 +78,17 @@ func TestBearerOnly(t *testing.T) {
 		if w.Code == 401 && !strings.Contains(w.Body.String(), `"error":"wrong token"`) {
 			t.Errorf("refusal body %q", w.Body)
 		}
+	}
+}
+
+func TestSetCertHosts(t *testing.T) {
+	var tmpl x509.Certificate
+	SetCertHosts(&tmpl, []string{"127.0.0.1", "localhost", "::1", "ss1.example.az"})
+	if !slices.Equal(tmpl.DNSNames, []string{"localhost", "ss1.example.az"}) {
+		t.Errorf("DNS names = %v", tmpl.DNSNames)
+	}
+	if len(tmpl.IPAddresses) != 2 || !tmpl.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) ||
+		!tmpl.IPAddresses[1].Equal(net.IPv6loopback) {
+		t.Errorf("IP addresses = %v", tmpl.IPAddresses)
 	}
 }
