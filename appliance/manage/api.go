@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -24,6 +23,10 @@ import (
 	"github.com/qapi-az/qapi/appliance/keys"
 	"github.com/qapi-az/qapi/portal/wire"
 )
+
+// MaxRequestBody is the largest request body the management API reads:
+// 1 MiB, far more than an anchor, a certificate or an identity needs.
+const MaxRequestBody = 1 << 20
 
 // Handler serves the local management API under /api/ for requests
 // bearing "Authorization: Bearer token". Serve it over HTTPS on the
@@ -38,13 +41,25 @@ import (
 //	POST /api/import                 a PEM or DER certificate
 //	POST /api/register               register at the central server
 //	GET  /api/registration           the registration's state
+//
+// A request body over MaxRequestBody is refused with 413.
 func (m *Manager) Handler(token string) http.Handler {
 	mux := http.NewServeMux()
 	h := func(pattern string, f func(*http.Request) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBody)
 			v, err := f(r)
 			w.Header().Set("Content-Type", "application/json")
-			if err != nil {
+			var tooLarge *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooLarge):
+				w.WriteHeader(http.StatusRequestEntityTooLarge)
+				json.NewEncoder(w).Encode(wire.ErrorAnswer{Error: fmt.Sprintf(
+					"the request body is over %d MiB, more than any anchor, "+
+						"certificate or identity; check that the file is the right one",
+					MaxRequestBody>>20)})
+				return
+			case err != nil:
 				w.WriteHeader(http.StatusBadRequest)
 				json.NewEncoder(w).Encode(wire.ErrorAnswer{Error: err.Error()})
 				return
@@ -54,13 +69,11 @@ func (m *Manager) Handler(token string) http.Handler {
 			enc.Encode(v)
 		})
 	}
-	read := func(r *http.Request) ([]byte, error) {
-		return io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	}
+	read := func(r *http.Request) ([]byte, error) { return io.ReadAll(r.Body) }
 	h("GET /api/status", func(*http.Request) (any, error) { return m.Status(), nil })
 	h("POST /api/configure", func(r *http.Request) (any, error) {
 		var id Identity
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec := json.NewDecoder(r.Body)
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&id); err != nil {
 			return nil, fmt.Errorf("request body is not an identity: %w", err)
@@ -151,13 +164,7 @@ func (m *Manager) APIListener(url string, hosts []string) (*tls.Config, string, 
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
+	wire.SetCertHosts(tmpl, hosts)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, "", err

@@ -20,6 +20,7 @@ import (
 	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/appliance/keys"
 	"github.com/qapi-az/qapi/internal/testpki"
+	"github.com/qapi-az/qapi/portal/wire"
 )
 
 var owner = ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1"}
@@ -181,6 +182,32 @@ func TestHandlerNeedsToken(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("token %q: HTTP %d, want %d", token, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestHandlerRefusesLargeBodies(t *testing.T) {
+	m, _ := open(t)
+	srv := httptest.NewServer(m.Handler("secret"))
+	defer srv.Close()
+	big := strings.Repeat("A", MaxRequestBody+1)
+	for path, body := range map[string]string{
+		"/api/import":    big,
+		"/api/anchor":    `{"instance":"` + big + `"}`,
+		"/api/configure": `{"code":"` + big + `"}`,
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = wire.ReadAnswer(resp, "the management API", 1<<20, nil)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge ||
+			err == nil || !strings.Contains(err.Error(), "over 1 MiB") {
+			t.Errorf("POST %s of %d bytes: HTTP %d, %v; want 413 saying the limit", path,
+				len(body), resp.StatusCode, err)
 		}
 	}
 }
