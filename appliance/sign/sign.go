@@ -60,6 +60,7 @@ package sign
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -351,50 +352,56 @@ func verified(msg *multipart, signed *cms.Signed, chain []*x509.Certificate) (*V
 
 // verifyCertificate builds the signer's chain to roots at now, requires it
 // valid at the signing time too, checks the key usage and returns the
-// chain.
+// chain. The chain's signatures are checked once per certificate and
+// roots (see chainCache); the rest is checked on every call.
 func verifyCertificate(signed *cms.Signed, now time.Time, roots *x509.CertPool) (
 	[]*x509.Certificate, error) {
-	inter := x509.NewCertPool()
-	for _, c := range signed.Certificates {
-		if c != signed.Signer {
-			inter.AddCert(c)
-		}
-	}
-	chains, err := signed.Signer.Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: inter,
-		CurrentTime:   now,
-		// A signing certificate needs no extended key usage; its key usage
-		// is checked below.
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("certificate of %s now: %w", signed.Signer.Subject, err)
-	}
-	// The chain must also have been valid when the message was signed.
-	// Checking the validity periods of a chain built now does that without
-	// verifying every certificate's signature a second time.
-	var chain []*x509.Certificate
-	for _, c := range chains {
-		if validAt(c, signed.SigningTime) {
-			chain = c
-			break
-		}
-	}
-	if chain == nil {
-		return nil, fmt.Errorf("certificate of %s or its issuer was not valid at the "+
-			"signing time %s", signed.Signer.Subject, signed.SigningTime.Format(time.RFC3339))
-	}
 	const sigUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
 	if signed.Signer.KeyUsage&sigUsage == 0 {
 		return nil, fmt.Errorf("certificate of %s allows neither digitalSignature nor "+
 			"nonRepudiation", signed.Signer.Subject)
 	}
-	if len(chain) < 2 {
-		// A self-signed signing certificate that is itself a root.
-		chain = append(chain, chain[0])
+
+	key := chainKey{cert: sha256.Sum256(signed.Signer.Raw), roots: roots}
+	// The chain must be valid now and when the message was signed.
+	// Checking the validity periods of a chain built before does that
+	// without verifying every certificate's signature again. When no
+	// cached chain fits, the chains are built anew at now.
+	chain := validChain(chains.get(key), now, signed.SigningTime)
+	if chain == nil {
+		inter := x509.NewCertPool()
+		for _, c := range signed.Certificates {
+			if c != signed.Signer {
+				inter.AddCert(c)
+			}
+		}
+		built, err := signed.Signer.Verify(x509.VerifyOptions{
+			Roots:         roots,
+			Intermediates: inter,
+			CurrentTime:   now,
+			// A signing certificate needs no extended key usage; its key
+			// usage is checked above.
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("certificate of %s now: %w", signed.Signer.Subject, err)
+		}
+		chains.put(key, built)
+		chain = validChain(built, now, signed.SigningTime)
 	}
-	return chain, nil
+	if chain == nil {
+		return nil, fmt.Errorf("certificate of %s or its issuer was not valid at the "+
+			"signing time %s", signed.Signer.Subject, signed.SigningTime.Format(time.RFC3339))
+	}
+
+	// The cached chain is shared: the caller gets its own copy.
+	out := make([]*x509.Certificate, len(chain), max(len(chain), 2))
+	copy(out, chain)
+	if len(out) < 2 {
+		// A self-signed signing certificate that is itself a root.
+		out = append(out, out[0])
+	}
+	return out, nil
 }
 
 // validAt reports whether every certificate of chain is valid at t.
