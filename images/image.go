@@ -327,7 +327,7 @@ func writeInitramfs(c Config, k *kernel.Kernel, initBin, out string) (int64, err
 		return 0, err
 	}
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	w := cpio.NewWriter(zw)
 	var werr error // the first error; the writer writes to memory
 	add := func(err error) {
@@ -557,17 +557,39 @@ func copyFile(src, dst string, perm os.FileMode) error {
 	return os.Chmod(dst, perm)
 }
 
+// copyInto copies src into f at off, skipping blocks of zeros: f is a new
+// sparse file, so they read as zeros already and the image stays sparse.
 func copyInto(f *os.File, src string, off int64) error {
 	s, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	_, err = io.Copy(io.NewOffsetWriter(f, off), s)
-	if err != nil {
-		return fmt.Errorf("writing %s into the image: %w", filepath.Base(src), err)
+	buf := make([]byte, 64<<10)
+	for pos := off; ; {
+		n, err := io.ReadFull(s, buf)
+		if n > 0 && !allZero(buf[:n]) {
+			if _, werr := f.WriteAt(buf[:n], pos); werr != nil {
+				return fmt.Errorf("writing %s into the image: %w", filepath.Base(src), werr)
+			}
+		}
+		pos += int64(n)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", filepath.Base(src), err)
+		}
 	}
-	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // copyTree copies the regular files and folders under src into dst, with

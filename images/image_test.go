@@ -165,14 +165,43 @@ func TestReproducible(t *testing.T) {
 	if got := mdir(t, img, tab, "/loader/entries"); !strings.Contains(got, want) {
 		t.Errorf("no loader entry %s:\n%s", want, got)
 	}
+}
 
-	c := testConfig(t, filepath.Join(dir, "other.img"))
-	c.DiskID = "another machine"
-	if _, err := Assemble(context.Background(), c, bin); err != nil {
+func TestLayout(t *testing.T) {
+	c := testConfig(t, "")
+	c.defaults()
+	tab, err := layout(c)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if readTable(t, c.Output).DiskGUID == tab.DiskGUID {
-		t.Error("another disk identity gave the same disk GUID")
+	const mib = 1 << 20
+	for i, p := range tab.Partitions {
+		if p.Offset()%mib != 0 || p.Size()%mib != 0 {
+			t.Errorf("partition %d at %d, %d bytes: not MiB-aligned", i+1, p.Offset(), p.Size())
+		}
+	}
+	if got := tab.Partitions[1].Size(); got != c.SlotSize {
+		t.Errorf("slot A is %d bytes, want %d", got, c.SlotSize)
+	}
+	perm := tab.Partitions[3]
+	if left := int64(tab.LastUsable()-perm.LastLBA) * gpt.SectorSize; left >= mib {
+		t.Errorf("perm leaves %d bytes unused at the disk's end", left)
+	}
+
+	other := c
+	other.DiskID = "another machine"
+	tab2, err := layout(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab2.DiskGUID == tab.DiskGUID || tab2.Partitions[0].GUID == tab.Partitions[0].GUID {
+		t.Error("another disk identity gave the same GUIDs")
+	}
+
+	small := c
+	small.Size = 512 * mib
+	if _, err := layout(small); err == nil {
+		t.Error("layout accepted a disk too small for the slots")
 	}
 }
 
