@@ -76,8 +76,12 @@ type Server struct {
 	server *proxy.ServerProxy
 
 	clientTLS *tls.Config
-	fileConf  *fileSource // nil when Options.Source was given
-	stop      chan struct{}
+	// fileConf or fetcher gives the global configuration unless
+	// Options.Source does: the fetcher when the anchor names configuration
+	// URLs, else the file alone.
+	fileConf *fileSource
+	fetcher  *globalconf.Fetcher
+	stop     chan struct{}
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by role
@@ -112,10 +116,9 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 
 	src := opts.Source
 	if src == nil {
-		if s.fileConf, err = loadSource(cfg); err != nil {
+		if src, err = s.loadSource(cfg); err != nil {
 			return nil, err
 		}
-		src = s.fileConf
 	}
 	member := cfg.MemberID()
 	signKey, err := opts.Keys.Signer(keys.Signing)
@@ -234,7 +237,10 @@ type fileSource struct {
 	modTime time.Time
 }
 
-func loadSource(cfg *Config) (*fileSource, error) {
+// loadSource reads the anchor and sets up the global configuration: fetched
+// from the anchor's URLs and kept in Config.GlobalConf when the anchor
+// names URLs, else read from Config.GlobalConf alone.
+func (s *Server) loadSource(cfg *Config) (globalconf.Source, error) {
 	if cfg.Anchor == "" || cfg.GlobalConf == "" {
 		return nil, errors.New("anchor and globalConf must be set when no global " +
 			"configuration source is given")
@@ -243,11 +249,17 @@ func loadSource(cfg *Config) (*fileSource, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(a.ConfigURLs) > 0 {
+		s.fetcher, err = globalconf.NewFetcher(globalconf.FetcherOptions{Anchor: a,
+			Path: cfg.path(cfg.GlobalConf)})
+		return s.fetcher, err
+	}
 	f := &fileSource{Static: globalconf.NewStatic(nil), path: cfg.path(cfg.GlobalConf),
 		anchor: a}
 	if _, err := f.reload(true); err != nil {
 		return nil, err
 	}
+	s.fileConf = f
 	return f, nil
 }
 
@@ -281,17 +293,23 @@ func (f *fileSource) reload(force bool) (bool, error) {
 	return true, nil
 }
 
-// ReloadGlobalConf reads the global configuration file again and takes it
-// if it verifies against the anchor and is not older than the one in use.
-// It reports whether a new version was taken. With a Source given in
-// Options it does nothing. Start also checks the file every
-// GlobalConfRecheck.
+// ReloadGlobalConf takes a new global configuration now: it fetches from
+// the anchor's URLs when the anchor names them, else reads the file again.
+// A version that does not verify against the anchor or is older than the
+// one in use is refused. It reports whether a new version was taken. With
+// a Source given in Options it does nothing.
 func (s *Server) ReloadGlobalConf() (bool, error) {
-	if s.fileConf == nil {
-		return false, nil
+	switch {
+	case s.fetcher != nil:
+		before := s.fetcher.Status().Serial
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := s.fetcher.Refresh(ctx)
+		return s.fetcher.Status().Serial != before, err
+	case s.fileConf != nil:
+		return s.fileConf.reload(true)
 	}
-	// TODO: fetch new global configuration versions from the anchor's URLs.
-	return s.fileConf.reload(true)
+	return false, nil
 }
 
 // GlobalConfRecheck is how often a running server looks whether its global
@@ -429,6 +447,12 @@ func (s *Server) Start() error {
 	if s.fileConf != nil {
 		s.wg.Add(1)
 		go s.watchGlobalConf()
+	}
+	if s.fetcher != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.wg.Add(2)
+		go func() { defer s.wg.Done(); s.fetcher.Run(ctx) }()
+		go func() { defer s.wg.Done(); <-s.stop; cancel() }()
 	}
 	return nil
 }

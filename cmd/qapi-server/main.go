@@ -7,8 +7,8 @@
 // It logs JSON lines to stderr: one line per exchange and side, with the
 // message id, client, service, result and durations, never a message body.
 // SIGTERM or SIGINT stops it gracefully: exchanges under way finish, then
-// the message log is flushed and closed. SIGHUP reads the global
-// configuration file again (it is also checked every 30 seconds).
+// the message log is flushed and closed. SIGHUP fetches the global
+// configuration (or reads its file) again at once.
 package main
 
 import (
