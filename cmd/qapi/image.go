@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -32,7 +33,8 @@ func runImage(args []string) int {
 		"instead of sealing them with the TPM")
 	perm := fs.String("perm", "", "`folder` whose contents seed the perm partition, "+
 		"e.g. qapi/qapi-server.json of a registered server")
-	module := fs.String("module", ".", "directory of the qapi module to build from")
+	module := fs.String("module", "", "`folder` of the qapi module to build from "+
+		"(default: the one around the current folder)")
 	cache := fs.String("cache", images.DefaultCacheDir, "kernel package cache `dir`")
 	kernelDeb := fs.String("kernel-deb", "", "Debian kernel `package` file to use "+
 		"instead of downloading linux-image-amd64")
@@ -40,6 +42,14 @@ func runImage(args []string) int {
 	version := fs.String("version", "dev", "version named in the boot menu")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	if *module == "" {
+		dir, err := findModule()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "qapi image build: %v\n", err)
+			return 2
+		}
+		*module = dir
 	}
 	n, err := parseSize(*size)
 	if err != nil {
@@ -91,4 +101,24 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("malformed size %q: want for example 2G or 1536M", s)
 	}
 	return n * mult, nil
+}
+
+// findModule returns the folder of the qapi module that holds the current
+// folder.
+func findModule() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(string(b), "module github.com/qapi-az/qapi\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("not inside the qapi source tree: run from it, or give -module")
+		}
+		dir = parent
+	}
 }
