@@ -119,7 +119,7 @@ func TestDHCPClientAgainstDnsmasq(t *testing.T) {
 		defer c.close()
 		c.report = func(Change) {}
 
-		waitOperUp(t, l.peer, "pint0")
+		l.waitLinks(t)
 		start := time.Now()
 		lease, err := c.acquire(ctx)
 		t.Logf("acquired in %v", time.Since(start))
@@ -208,7 +208,7 @@ func TestRunDHCPInstallsTheLease(t *testing.T) {
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	opts := Options{ResolvConf: resolv}
 	in(t, l.app, func() { mustApply(t, cfg, opts) })
-	waitOperUp(t, l.peer, "pint0")
+	l.waitLinks(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	changes := make(chan Change, 16)

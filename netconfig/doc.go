@@ -75,7 +75,8 @@
 // alone. Its input chain drops by default; it accepts replies to the
 // appliance's own traffic, loopback, the ICMP and ICMPv6 a network needs
 // (unreachable, packet too big, time exceeded, parameter problem, neighbour
-// and router discovery, and echo requests at most 10 a second), the TLS
+// and router discovery, and echo requests: 20 at once, then 10 a second,
+// per interface; the excess is dropped and counted), the TLS
 // port on the external interface, and the client, adapter and console ports
 // on the internal one. What else arrives is dropped and counted in the
 // named counter of its interface's role (drop_external, drop_internal, or

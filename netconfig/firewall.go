@@ -24,8 +24,8 @@ type DropCounter struct {
 
 // The ICMP the firewall accepts on both roles: what a network needs to work
 // (path MTU discovery, errors, IPv6 neighbour and router discovery). Echo
-// requests are accepted at most echoPerSecond a second, to answer a ping
-// without becoming a flood amplifier.
+// requests are answered echoBurst at once, then echoPerSecond a second, so
+// that a ping works and a flood does not.
 var (
 	icmpv4Types = []uint8{
 		3,  // destination unreachable; carries "fragmentation needed"

@@ -18,7 +18,7 @@ import (
 // rulesetVersion changes whenever the rules built below change, so that an
 // appliance updated to new rules replaces its table although its
 // configuration is the same.
-const rulesetVersion = 1
+const rulesetVersion = 2
 
 var table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 
@@ -197,9 +197,24 @@ func Counters() ([]DropCounter, error) {
 // What matches no rule meets the chain's drop policy; the last rules count
 // it by role first.
 func inputRules(fw Firewall, internal, external string, dhcp bool) [][]expr.Any {
-	rules := [][]expr.Any{
+	roles := []struct{ dev, counter string }{
+		{external, CounterDropExternal}, {internal, CounterDropInternal},
+	}
+
+	// Echo requests beyond the rate are dropped before anything accepts
+	// them: conntrack calls the second request of a ping "established".
+	var rules [][]expr.Any
+	for _, r := range roles {
+		rules = append(rules,
+			join(iif(r.dev), icmpType(unix.IPPROTO_ICMP, icmpv4Echo), echoOverLimit(),
+				countDrop(r.counter)),
+			join(iif(r.dev), icmpType(unix.IPPROTO_ICMPV6, icmpv6Echo), echoOverLimit(),
+				countDrop(r.counter)))
+	}
+
+	rules = append(rules,
 		// Replies to what the appliance sent, and ICMP errors about it.
-		{
+		[]expr.Any{
 			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 			&expr.Bitwise{
 				SourceRegister: 1, DestRegister: 1, Len: 4,
@@ -211,18 +226,18 @@ func inputRules(fw Firewall, internal, external string, dhcp bool) [][]expr.Any 
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		},
 		join(iif("lo"), accept()),
-	}
+	)
 
-	for _, dev := range []string{external, internal} {
+	for _, r := range roles {
 		for _, t := range icmpv4Types {
-			rules = append(rules, join(iif(dev), icmpType(unix.IPPROTO_ICMP, t), accept()))
+			rules = append(rules, join(iif(r.dev), icmpType(unix.IPPROTO_ICMP, t), accept()))
 		}
 		for _, t := range icmpv6Types {
-			rules = append(rules, join(iif(dev), icmpType(unix.IPPROTO_ICMPV6, t), accept()))
+			rules = append(rules, join(iif(r.dev), icmpType(unix.IPPROTO_ICMPV6, t), accept()))
 		}
 		rules = append(rules,
-			join(iif(dev), icmpType(unix.IPPROTO_ICMP, icmpv4Echo), echoLimit(), accept()),
-			join(iif(dev), icmpType(unix.IPPROTO_ICMPV6, icmpv6Echo), echoLimit(), accept()))
+			join(iif(r.dev), icmpType(unix.IPPROTO_ICMP, icmpv4Echo), accept()),
+			join(iif(r.dev), icmpType(unix.IPPROTO_ICMPV6, icmpv6Echo), accept()))
 	}
 
 	// DESIGN, clause 2.2.4: the external side carries only security-server TLS.
@@ -296,9 +311,12 @@ func icmpType(proto, typ uint8) []expr.Any {
 	)
 }
 
-func echoLimit() []expr.Any {
+// echoOverLimit matches the echo requests beyond echoPerSecond, after a
+// burst of echoBurst.
+func echoOverLimit() []expr.Any {
 	return []expr.Any{&expr.Limit{
-		Type: expr.LimitTypePkts, Rate: echoPerSecond, Unit: expr.LimitTimeSecond, Burst: echoBurst,
+		Type: expr.LimitTypePkts, Rate: echoPerSecond, Unit: expr.LimitTimeSecond,
+		Burst: echoBurst, Over: true,
 	}}
 }
 

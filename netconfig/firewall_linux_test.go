@@ -1,9 +1,9 @@
 package netconfig
 
 import (
-	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // blockedWait is how long a dial to a dropped port waits for an answer
@@ -149,8 +150,6 @@ func TestFirewallAllowsOnlyTheRolesPorts(t *testing.T) {
 	}
 	t.Logf("drop counters after the blocked dials: %+v", after)
 
-	ping(t, l, "192.0.2.1")
-
 	// A new configuration replaces our table and only it.
 	cfg.Firewall.ConsolePort = 4001
 	in(t, l.app, func() {
@@ -170,38 +169,76 @@ func TestFirewallAllowsOnlyTheRolesPorts(t *testing.T) {
 	})
 }
 
-// ping sends one ICMP echo request from the peer namespace to addr and
-// waits for the reply: the firewall lets a rate-limited ping through.
-func ping(t *testing.T, l *lab, addr string) {
+// echoes sends n ICMP echo requests at once from the peer namespace to addr
+// and returns how many were answered within a second of the last: all n
+// end the wait early.
+func echoes(t *testing.T, l *lab, addr string, n int) int {
 	t.Helper()
+	dst := netip.MustParseAddr(addr)
+	network, proto := "ip4:icmp", 1
+	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if dst.Is6() {
+		network, proto = "ip6:ipv6-icmp", 58
+		reqType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	replies := 0
 	in(t, l.peer, func() {
-		conn, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		conn, err := icmp.ListenPacket(network, "")
 		if err != nil {
 			t.Fatalf("raw ICMP socket: %v", err)
 		}
 		defer conn.Close()
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{
-			ID: os.Getpid() & 0xffff, Seq: 1, Data: []byte("qapi netconfig test")}}
-		b, _ := msg.Marshal(nil)
-		if _, err := conn.WriteTo(b, &net.IPAddr{IP: net.ParseIP(addr)}); err != nil {
-			t.Fatalf("send echo request: %v", err)
+		id := os.Getpid() & 0xffff
+		for seq := range n {
+			msg := icmp.Message{Type: reqType, Body: &icmp.Echo{
+				ID: id, Seq: seq, Data: []byte("qapi netconfig test")}}
+			b, _ := msg.Marshal(nil) // the kernel sums ICMPv6 itself
+			if _, err := conn.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+				t.Fatalf("send echo request: %v", err)
+			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		deadline, _ := ctx.Deadline()
-		conn.SetReadDeadline(deadline)
+		conn.SetReadDeadline(time.Now().Add(time.Second))
 		buf := make([]byte, 1500)
 		for {
-			n, from, err := conn.ReadFrom(buf)
+			k, from, err := conn.ReadFrom(buf)
 			if err != nil {
-				t.Fatalf("no echo reply from %s: %v", addr, err)
+				return // the deadline: no more replies
 			}
-			m, err := icmp.ParseMessage(1, buf[:n])
-			if err == nil && m.Type == ipv4.ICMPTypeEchoReply && from.String() == addr {
-				return
+			m, err := icmp.ParseMessage(proto, buf[:k])
+			if err != nil || m.Type != replyType || from.String() != addr {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
+				if replies++; replies == n {
+					return
+				}
 			}
 		}
 	})
+	return replies
+}
+
+func TestFirewallAnswersPingAtALimitedRate(t *testing.T) {
+	l := newLab(t)
+	in(t, l.app, func() { mustApply(t, labConfig(l), Options{}) })
+	l.waitLinks(t)
+
+	for _, addr := range []string{"192.0.2.1", "2001:db8:1::1"} {
+		if got := echoes(t, l, addr, 1); got != 1 {
+			t.Errorf("one echo request to %s: %d replies, want 1", addr, got)
+		}
+	}
+
+	// A flood meets the limit: the burst, then 10 a second. Sending takes
+	// milliseconds, so far fewer than the 200 are answered.
+	const flood = 200
+	got := echoes(t, l, "198.51.100.1", flood)
+	t.Logf("%d echo requests sent at once: %d answered (burst %d, then %d/s)", flood, got,
+		echoBurst, echoPerSecond)
+	if got == 0 || got > flood/2 {
+		t.Errorf("%d of %d echo requests answered, want the limit's %d or a few more", got,
+			flood, echoBurst)
+	}
 }
 
 func TestFingerprintFollowsTheRules(t *testing.T) {

@@ -174,3 +174,13 @@ func waitOperUp(t *testing.T, ns netns.NsHandle, name string) {
 	}
 	t.Fatalf("link notifications stopped before %s came up", name)
 }
+
+// waitLinks waits until all four links of the lab pass packets; call it
+// after Apply brought the appliance's ends up.
+func (l *lab) waitLinks(t *testing.T) {
+	t.Helper()
+	waitOperUp(t, l.app, "ext0")
+	waitOperUp(t, l.app, "int0")
+	waitOperUp(t, l.peer, "pext0")
+	waitOperUp(t, l.peer, "pint0")
+}
