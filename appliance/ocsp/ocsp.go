@@ -127,7 +127,19 @@ type Stapler struct {
 	mu     sync.Mutex
 	der    []byte
 	parsed *ocsp.Response
+	// flight is the fetch under way, nil when none is: every caller that
+	// needs a fetch joins it rather than starting another.
+	flight *flight
 }
+
+// flight is one fetch of a response; err is set before done is closed.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// fetchTimeout bounds one fetch of a response.
+const fetchTimeout = 10 * time.Second
 
 // StaplerOptions configure a Stapler.
 type StaplerOptions struct {
@@ -150,7 +162,7 @@ func NewStapler(cert, issuer *x509.Certificate, opts StaplerOptions) (*Stapler, 
 		opts.URL = cert.OCSPServer[0]
 	}
 	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: 10 * time.Second}
+		opts.Client = &http.Client{Timeout: fetchTimeout}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -165,70 +177,126 @@ func refreshAt(r *ocsp.Response) time.Time {
 	return r.ThisUpdate.Add(r.NextUpdate.Sub(r.ThisUpdate) / 2)
 }
 
-// Response has the signature of sign.Signer.OCSP: it returns the cached
-// response while it is fresh, and fetches a new one (once, for all
-// concurrent callers) when the cache is empty or past its refresh point;
-// if that fetch fails it returns the cached one while it is still valid.
-// Run keeps the cache fresh so that callers seldom wait.
+// Response has the signature of sign.Signer.OCSP. It returns the cached
+// response at once while it is valid: past its refresh point it also
+// starts a fetch in the background, one for all callers, so that signing
+// never waits on the responder while there is something to staple. Only
+// when there is no valid cached response does it wait for a fetch (at
+// most about 10 seconds, shared with every other caller waiting) and
+// return what that fetch brought or its error. Run keeps the cache fresh
+// so that callers seldom see a refresh point.
 func (s *Stapler) Response() ([]byte, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.now()
-	if s.parsed != nil && now.Before(refreshAt(s.parsed)) {
-		return s.der, nil
+	if s.parsed != nil && now.Before(s.parsed.NextUpdate) {
+		if !now.Before(refreshAt(s.parsed)) {
+			s.startLocked()
+		}
+		der := s.der
+		s.mu.Unlock()
+		return der, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := s.fetchLocked(ctx)
-	if err != nil && s.parsed != nil && now.Before(s.parsed.NextUpdate) {
-		return s.der, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return s.der, nil
-}
+	f := s.startLocked()
+	s.mu.Unlock()
 
-// Refresh fetches a new response now.
-func (s *Stapler) Refresh(ctx context.Context) error {
+	<-f.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.fetchLocked(ctx)
+	if s.parsed != nil && s.now().Before(s.parsed.NextUpdate) {
+		return s.der, nil
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	return nil, fmt.Errorf("the OCSP response from %s for our signing certificate "+
+		"is no longer valid; check the clock and the responder", s.url)
 }
 
-func (s *Stapler) fetchLocked(ctx context.Context) error {
+// Refresh fetches a new response and returns the fetch's error. The fetch
+// starts after the call, so that it tells of a revocation made before it:
+// a fetch under way is waited for first. It returns ctx's error if ctx ends
+// first; the fetch then goes on and its result is kept.
+func (s *Stapler) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	if old := s.flight; old != nil {
+		s.mu.Unlock()
+		select {
+		case <-old.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	// Any fetch under way now started after old ended, so after the call.
+	f := s.startLocked()
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startLocked starts a fetch unless one is under way, and returns the one
+// under way. The fetch holds no lock while it waits on the network.
+func (s *Stapler) startLocked() *flight {
+	if s.flight != nil {
+		return s.flight
+	}
+	f := &flight{done: make(chan struct{})}
+	s.flight = f
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+		defer cancel()
+		der, r, err := s.fetch(ctx)
+		s.mu.Lock()
+		switch {
+		case errors.Is(err, ErrRevoked):
+			// Our own certificate must be good before we staple it: a
+			// revoked signing certificate means every peer would refuse
+			// our messages.
+			s.der, s.parsed = nil, nil
+		case err == nil:
+			s.der, s.parsed = der, r
+		}
+		s.flight, f.err = nil, err
+		s.mu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+// fetch asks the responder about our certificate and verifies the answer.
+func (s *Stapler) fetch(ctx context.Context) ([]byte, *ocsp.Response, error) {
 	req, err := ocsp.CreateRequest(s.cert, s.issuer, nil)
 	if err != nil {
-		return fmt.Errorf("make OCSP request: %w", err)
+		return nil, nil, fmt.Errorf("make OCSP request: %w", err)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(req))
 	if err != nil {
-		return fmt.Errorf("make OCSP request: %w", err)
+		return nil, nil, fmt.Errorf("make OCSP request: %w", err)
 	}
 	hr.Header.Set("Content-Type", "application/ocsp-request")
 	resp, err := s.client.Do(hr)
 	if err != nil {
-		return fmt.Errorf("fetch OCSP response from %s: %w", s.url, err)
+		return nil, nil, fmt.Errorf("fetch OCSP response from %s: %w", s.url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetch OCSP response from %s: HTTP %s", s.url, resp.Status)
+		return nil, nil, fmt.Errorf("fetch OCSP response from %s: HTTP %s", s.url,
+			resp.Status)
 	}
 	der, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return fmt.Errorf("fetch OCSP response from %s: %w", s.url, err)
+		return nil, nil, fmt.Errorf("fetch OCSP response from %s: %w", s.url, err)
 	}
-	// Our own certificate must be good before we staple it: a revoked
-	// signing certificate means every peer would refuse our messages.
 	r, err := Verify(der, s.cert, s.issuer, s.now(), 24*time.Hour)
-	if errors.Is(err, ErrRevoked) {
-		s.der, s.parsed = nil, nil
-	}
 	if err != nil {
-		return fmt.Errorf("OCSP response from %s for our signing certificate: %w", s.url, err)
+		return nil, nil, fmt.Errorf("OCSP response from %s for our signing certificate: %w",
+			s.url, err)
 	}
-	s.der, s.parsed = der, r
-	return nil
+	return der, r, nil
 }
 
 // Run keeps the response fresh until ctx ends: it refreshes at each
@@ -239,7 +307,9 @@ func (s *Stapler) Run(ctx context.Context) error {
 		wait := 30 * time.Second
 		if err := s.Refresh(ctx); err == nil {
 			s.mu.Lock()
-			wait = max(refreshAt(s.parsed).Sub(s.now()), time.Second)
+			if s.parsed != nil {
+				wait = max(refreshAt(s.parsed).Sub(s.now()), time.Second)
+			}
 			s.mu.Unlock()
 		}
 		t := time.NewTimer(wait)

@@ -1,6 +1,7 @@
 package ocsp
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -145,10 +146,12 @@ func TestStapler(t *testing.T) {
 			fetches.Load())
 	}
 
-	// Past half the validity the stapler fetches again.
+	// Past half the validity the stapler fetches again, in the background.
 	now = now.Add(31 * time.Minute)
 	clock = now
-	if _, err := s.Response(); err != nil || fetches.Load() != 2 {
+	_, err = s.Response()
+	settle(s)
+	if err != nil || fetches.Load() != 2 {
 		t.Fatalf("Response past the refresh point: err %v, %d fetches, want 2", err,
 			fetches.Load())
 	}
@@ -156,12 +159,98 @@ func TestStapler(t *testing.T) {
 	// With the responder gone, the cached response serves while valid.
 	srv.Close()
 	now = now.Add(40 * time.Minute)
-	if _, err := s.Response(); err != nil {
+	_, err = s.Response()
+	settle(s)
+	if err != nil {
 		t.Fatalf("Response with the responder down but the cache valid: %v", err)
 	}
 	now = now.Add(30 * time.Minute)
 	if _, err := s.Response(); err == nil {
 		t.Fatal("Response past nextUpdate with the responder down succeeded")
+	}
+}
+
+// settle waits for the stapler's fetch under way, if any, so that a test
+// may change the clock the fetch reads.
+func settle(s *Stapler) {
+	s.mu.Lock()
+	f := s.flight
+	s.mu.Unlock()
+	if f != nil {
+		<-f.done
+	}
+}
+
+// TestStaplerServesCacheDuringRefresh: signing must not wait on a slow
+// responder while a valid response is cached, and callers share one fetch.
+func TestStaplerServesCacheDuringRefresh(t *testing.T) {
+	ca, _ := testpki.NewCA("cc")
+	signer, _ := ca.IssueSigning(member)
+	var fetches atomic.Int32
+	stall := make(chan struct{})
+	var stalled atomic.Bool
+	start := time.Now().Truncate(time.Second)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := fetches.Add(1)
+		if stalled.Load() {
+			<-stall
+		}
+		this := start
+		if n > 1 {
+			this = start.Add(31 * time.Minute)
+		}
+		w.Write(respond(t, ca.Cert, ca.Cert, ca.Key, signer.Cert.SerialNumber, ocsp.Good,
+			this))
+	}))
+	defer srv.Close()
+	var now atomic.Int64
+	now.Store(start.UnixNano())
+	s, _ := NewStapler(signer.Cert, ca.Cert, StaplerOptions{URL: srv.URL,
+		Now: func() time.Time { return time.Unix(0, now.Load()) }})
+
+	// With nothing cached, concurrent callers wait for one fetch.
+	stalled.Store(true)
+	results := make(chan error)
+	for range 5 {
+		go func() { _, err := s.Response(); results <- err }()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stall)
+	for range 5 {
+		if err := <-results; err != nil {
+			t.Fatalf("Response with nothing cached: %v", err)
+		}
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("5 callers with nothing cached made %d fetches, want 1", n)
+	}
+	cached, _ := s.Response()
+
+	// Past the refresh point with the responder stalled, callers get the
+	// cached response at once.
+	stall = make(chan struct{})
+	now.Store(start.Add(31 * time.Minute).UnixNano())
+	for range 5 {
+		got := make(chan []byte)
+		go func() { der, _ := s.Response(); got <- der }()
+		select {
+		case der := <-got:
+			if !bytes.Equal(der, cached) {
+				t.Fatal("Response during the refresh is not the cached response")
+			}
+		case <-time.After(2 * time.Second):
+			close(stall)
+			t.Fatal("Response waited for the refresh while a valid response was cached")
+		}
+	}
+	close(stall)
+	settle(s)
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("5 callers past the refresh point made %d fetches, want 1", n-1)
+	}
+	if der, err := s.Response(); err != nil || bytes.Equal(der, cached) {
+		t.Errorf("after the refresh Response = %v, the old response: %v", err,
+			bytes.Equal(der, cached))
 	}
 }
 
@@ -198,5 +287,37 @@ func TestStaplerDropsCacheOnRevocation(t *testing.T) {
 	}
 	if _, err := s.Response(); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("Response after learning of the revocation = %v, want ErrRevoked", err)
+	}
+}
+
+// TestStaplerRefreshAfterFetchUnderWay: Refresh does not take the result
+// of a fetch that started before it, which may predate a revocation.
+func TestStaplerRefreshAfterFetchUnderWay(t *testing.T) {
+	ca, _ := testpki.NewCA("cc")
+	signer, _ := ca.IssueSigning(member)
+	stall := make(chan struct{})
+	var status atomic.Int32 // ocsp.Good
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := int(status.Load())
+		if fetches.Add(1) == 1 {
+			<-stall
+		}
+		w.Write(respond(t, ca.Cert, ca.Cert, ca.Key, signer.Cert.SerialNumber, st,
+			time.Now()))
+	}))
+	defer srv.Close()
+	s, _ := NewStapler(signer.Cert, ca.Cert, StaplerOptions{URL: srv.URL})
+	go s.Response()
+	for fetches.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	status.Store(ocsp.Revoked)
+	refreshed := make(chan error)
+	go func() { refreshed <- s.Refresh(context.Background()) }()
+	close(stall)
+	if err := <-refreshed; !errors.Is(err, ErrRevoked) {
+		t.Errorf("Refresh after a revocation, with a fetch from before under way = %v, "+
+			"want ErrRevoked", err)
 	}
 }
