@@ -29,6 +29,8 @@ import (
 // it. It returns nil when ctx ends, leaving the address to expire, or an
 // error when it cannot run at all. It works in the network namespace of the
 // calling OS thread, where it opens its socket before it starts.
+//
+// TODO: no DHCPv6; a dhcp link gets IPv6 only from router advertisements.
 func RunDHCP(ctx context.Context, cfg Config, opts Options, report func(Change)) error {
 	if err := Validate(cfg); err != nil {
 		return fmt.Errorf("netconfig: configuration refused, no DHCP: %w", err)
