@@ -123,7 +123,7 @@ func (m *Manager) Handler(token string) http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		p, err := m.ImportCertificate(b)
+		p, err := m.ImportCertificate(r.Context(), b)
 		return struct {
 			Purpose keys.Purpose `json:"purpose"`
 		}{p}, err

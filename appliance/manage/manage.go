@@ -4,7 +4,8 @@
 // the authentication and signing keys through a keys.Store and making
 // their certificate requests (4.1.2.6-4.1.2.9), handing the requests to the
 // certification centre (4.1.2.10), importing the issued certificates after
-// checking they match the keys, and registering the server. Handler serves
+// checking they match the keys and were issued by the centre of the
+// verified global configuration, and registering the server. Handler serves
 // it as a local JSON API for the internal interface; 'qapi register'
 // drives that API.
 //
@@ -96,6 +97,12 @@ type Options struct {
 	HTTP *http.Client
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Conf, when set, is the server's verified global configuration, whose
+	// certification centres an imported certificate must chain to. When it
+	// is nil or has no valid configuration, as during registration, the
+	// manager fetches the configuration the installed anchor names and
+	// verifies it against the anchor.
+	Conf globalconf.Source
 }
 
 // Manager carries out registration. It is safe for concurrent use.
@@ -304,7 +311,7 @@ func (m *Manager) FetchCertificates(ctx context.Context) (bool, error) {
 		}
 		switch st.State {
 		case "issued":
-			if _, err := m.ImportCertificate(st.Cert); err != nil {
+			if _, err := m.ImportCertificate(ctx, st.Cert); err != nil {
 				return false, err
 			}
 		case "rejected":
@@ -320,8 +327,13 @@ func (m *Manager) FetchCertificates(ctx context.Context) (bool, error) {
 // ImportCertificate checks a certificate (DER or PEM) against the server's
 // keys and installs it as the authentication or signing certificate,
 // whichever key it certifies. It refuses a certificate that matches
-// neither key or names another member or server, or has the wrong usage.
-func (m *Manager) ImportCertificate(b []byte) (keys.Purpose, error) {
+// neither key or names another member or server, or has the wrong usage,
+// or was not issued by a certification centre of the verified global
+// configuration (2.3, 4.1.2.5): the anchor is what makes that
+// configuration trustworthy, while the certificate itself may have come
+// over plain HTTP. Checking the issuer may fetch the configuration, within
+// ctx.
+func (m *Manager) ImportCertificate(ctx context.Context, b []byte) (keys.Purpose, error) {
 	cert, err := parseCertificate(b)
 	if err != nil {
 		return "", fmt.Errorf("not a certificate: %w", err)
@@ -364,11 +376,94 @@ func (m *Manager) ImportCertificate(b []byte) (keys.Purpose, error) {
 				"clientAuth usage")
 		}
 	}
+	if err := m.checkIssuer(ctx, cert); err != nil {
+		return "", err
+	}
 	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	if err := writeFile(m.path(certFile(purpose)), out); err != nil {
 		return "", fmt.Errorf("install the %s certificate: %w", purpose, err)
 	}
 	return purpose, nil
+}
+
+// checkIssuer refuses cert unless it chains to a certification centre of
+// the verified global configuration.
+func (m *Manager) checkIssuer(ctx context.Context, cert *x509.Certificate) error {
+	conf, err := m.trustedConf(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot check that the portal's certification centre issued "+
+			"the certificate, so it is not imported: %w", err)
+	}
+	roots, err := conf.CAPool()
+	if err != nil {
+		return err
+	}
+	_, err = cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: m.opts.Now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return fmt.Errorf("the certificate (issuer %q) was not issued by a certification "+
+			"centre of the global configuration of %s: %w; it may have been replaced on "+
+			"its way from the portal: fetch it again, or take it from the operator by "+
+			"hand", cert.Issuer, conf.Instance, err)
+	}
+	return nil
+}
+
+// trustedConf returns a global configuration verified against the
+// installed anchor and valid now: Options.Conf's, or else one fetched
+// from the anchor's configuration URLs.
+func (m *Manager) trustedConf(ctx context.Context) (*globalconf.Conf, error) {
+	if m.opts.Conf != nil {
+		if c, err := m.opts.Conf.Current(); err == nil {
+			return c, nil
+		}
+	}
+	a, err := globalconf.LoadAnchor(m.AnchorPath())
+	if err != nil {
+		return nil, fmt.Errorf("install the operator's configuration anchor first "+
+			"(qapi register anchor FILE), which vouches for the certification centre "+
+			"(4.1.2.5): %w", err)
+	}
+	var errs []error
+	for _, u := range a.ConfigURLs {
+		c, err := m.fetchConf(ctx, u, a)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("no verified global configuration: %w; check that the "+
+		"server reaches the portal", errors.Join(errs...))
+}
+
+// fetchConf fetches the configuration at url, verifies it against a and
+// checks it is valid now.
+func (m *Manager) fetchConf(ctx context.Context, url string, a *globalconf.Anchor) (
+	*globalconf.Conf, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch global configuration %s: %w", url, err)
+	}
+	resp, err := m.opts.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch global configuration %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch global configuration %s: HTTP %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("fetch global configuration %s: %w", url, err)
+	}
+	c, err := globalconf.Verify(b, a)
+	if err != nil {
+		return nil, fmt.Errorf("global configuration %s: %w", url, err)
+	}
+	if err := c.Check(m.opts.Now()); err != nil {
+		return nil, fmt.Errorf("global configuration %s: %w", url, err)
+	}
+	return c, nil
 }
 
 // CertPath is the PEM file of the imported certificate for p

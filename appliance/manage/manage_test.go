@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,9 +80,18 @@ func TestConfigureRefuses(t *testing.T) {
 	}
 }
 
+// trusting makes m trust ca as the certification centre of a verified
+// global configuration.
+func trusting(m *Manager, ca *testpki.CA) {
+	m.opts.Conf = globalconf.NewStatic(&globalconf.Conf{Instance: "AZ",
+		Issued: time.Now().Add(-time.Minute), Expires: time.Now().Add(time.Hour),
+		CAs: []globalconf.CA{{Name: "cc", Cert: ca.Cert.Raw}}})
+}
+
 func TestImportCertificateChecksKeyAndName(t *testing.T) {
 	m, store := open(t)
 	ca, _ := testpki.NewCA("cc")
+	trusting(m, ca)
 	signKey, _ := store.Signer(keys.Signing)
 	authKey, _ := store.Signer(keys.Authentication)
 	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -105,7 +116,7 @@ func TestImportCertificateChecksKeyAndName(t *testing.T) {
 			x509.KeyUsageDigitalSignature, tls...), ""},
 	}
 	for _, tt := range tests {
-		_, err := m.ImportCertificate(tt.der)
+		_, err := m.ImportCertificate(context.Background(), tt.der)
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil ||
 			!strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%s: ImportCertificate = %v, want %q", tt.name, err, tt.want)
@@ -208,6 +219,77 @@ func TestHandlerRefusesLargeBodies(t *testing.T) {
 			err == nil || !strings.Contains(err.Error(), "over 1 MiB") {
 			t.Errorf("POST %s of %d bytes: HTTP %d, %v; want 413 saying the limit", path,
 				len(body), resp.StatusCode, err)
+		}
+	}
+}
+
+// TestImportCertificateNeedsCentre: the portal's address may be plain
+// HTTP, so a certificate that certifies our key and names us is still
+// refused unless the certification centre of the configuration the anchor
+// vouches for issued it (2.3, 4.1.2.5).
+func TestImportCertificateNeedsCentre(t *testing.T) {
+	ctx := context.Background()
+	m, store := open(t)
+	signKey, _ := store.Signer(keys.Signing)
+	sig := x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
+	centre, _ := testpki.NewCA("Qapı certification centre")
+	forger, _ := testpki.NewCA("Qapı certification centre")
+	good := issue(t, centre, signKey.Public(), "AZ/GOV/1", sig)
+	forged := issue(t, forger, signKey.Public(), "AZ/GOV/1", sig)
+
+	_, err := m.ImportCertificate(ctx, good)
+	if err == nil || !strings.Contains(err.Error(), "install the operator's configuration "+
+		"anchor") {
+		t.Fatalf("import without an anchor = %v, want to be told to install it", err)
+	}
+
+	// The configuration is served over plain HTTP; its signature is what
+	// counts.
+	signedBy := func(signer *testpki.CA, cas ...*testpki.CA) []byte {
+		c := &globalconf.Conf{Instance: "AZ", Serial: 1, Issued: time.Now().Add(-time.Minute),
+			Expires: time.Now().Add(time.Hour)}
+		for _, ca := range cas {
+			c.CAs = append(c.CAs, globalconf.CA{Name: "cc", Cert: ca.Cert.Raw})
+		}
+		b, err := globalconf.Sign(c, signer.Key, signer.Cert.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	confSigner, _ := testpki.NewCA("Qapı global configuration")
+	var served atomic.Pointer[[]byte]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(*served.Load())
+	}))
+	defer srv.Close()
+	anchor, _ := json.Marshal(globalconf.Anchor{Instance: "AZ",
+		Certs: [][]byte{confSigner.Cert.Raw}, ConfigURLs: []string{srv.URL + "/globalconf/AZ"}})
+	if _, err := m.InstallAnchor(anchor); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		conf   []byte
+		cert   []byte
+		want   string
+		wantOK bool
+	}{
+		{"another centre's certificate", signedBy(confSigner, centre), forged,
+			"not issued by a certification centre", false},
+		{"a configuration the anchor does not vouch for", signedBy(forger, forger), forged,
+			"not in the configuration anchor", false},
+		{"the centre's certificate", signedBy(confSigner, centre), good, "", true},
+	} {
+		served.Store(&tt.conf)
+		p, err := m.ImportCertificate(ctx, tt.cert)
+		if tt.wantOK && (err != nil || p != keys.Signing) ||
+			!tt.wantOK && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: ImportCertificate = %q, %v; want %q", tt.name, p, err, tt.want)
+		}
+		if _, _, err := m.SigningCertificate(); (err == nil) != tt.wantOK {
+			t.Errorf("%s: installed signing certificate: %v", tt.name, err)
 		}
 	}
 }
