@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
@@ -55,7 +56,16 @@ func main() {
 	}
 }
 
+// memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT sets
+// one: the appliance's budget is 64 MB resident per server, and without a
+// limit the heap of a busy server briefly doubles past it between
+// collections.
+const memoryLimit = 48 << 20
+
 func run(configPath string) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	cfg, err := server.LoadConfig(configPath)
 	if err != nil {
 		return err
