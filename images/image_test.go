@@ -25,6 +25,7 @@ import (
 	"github.com/qapi-az/qapi/appliance/server"
 	"github.com/qapi-az/qapi/gokrazy"
 	"github.com/qapi-az/qapi/images/gpt"
+	"github.com/qapi-az/qapi/internal/sampleis"
 	"github.com/qapi-az/qapi/internal/testenv"
 	"github.com/qapi-az/qapi/internal/testpki"
 )
@@ -205,19 +206,29 @@ func TestLayout(t *testing.T) {
 	}
 }
 
+// Parties of the boot test's exchange: one member with two subsystems, both
+// served by the appliance, POLICE calling EDR's getPerson.
+var (
+	testMember = ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1001"}
+	testPolice = ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1001",
+		SubsystemCode: "POLICE"}
+	testEDR = ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1001",
+		SubsystemCode: "EDR"}
+	testService = ident.Service{Client: testEDR, ServiceCode: sampleis.CodeGetPerson}
+)
+
 // serverPerm writes, under dir, a registered security server's state as it
 // rests on /perm/qapi: configuration, certificates, anchor, signed global
 // configuration, and its keys in development-mode files (qapi-server reads
-// keys.FileStore only).
-func serverPerm(t *testing.T, dir string) {
+// keys.FileStore only). The provider's information system answers at
+// isURL.
+func serverPerm(t *testing.T, dir, isURL string) {
 	t.Helper()
 	ca, err := testpki.NewCA("Qapı image test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	member := ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1001"}
-	sub := member
-	sub.SubsystemCode = "EDR"
+	member := testMember
 	auth, err := ca.IssueAuth(member, "ss1")
 	if err != nil {
 		t.Fatal(err)
@@ -235,10 +246,10 @@ func serverPerm(t *testing.T, dir string) {
 	conf := &globalconf.Conf{
 		Instance: "AZ", Serial: 1, Issued: now.Add(-time.Hour), Expires: now.Add(24 * time.Hour),
 		Members: []globalconf.Member{{ID: member, Name: "Ədliyyə Nazirliyi",
-			Subsystems: []globalconf.Subsystem{{Code: "EDR"}}}},
+			Subsystems: []globalconf.Subsystem{{Code: "EDR"}, {Code: "POLICE"}}}},
 		CAs: []globalconf.CA{{Name: "test", Cert: ca.Cert.Raw}},
 		SecurityServers: []globalconf.SecurityServer{{Owner: member, Code: "ss1",
-			Address: "10.0.2.15:8443", Clients: []ident.Client{sub},
+			Address: "10.0.2.15:8443", Clients: []ident.Client{testEDR, testPolice},
 			AuthCertHashes: []string{globalconf.CertHash(auth.Cert.Raw)}}},
 	}
 	signed, err := globalconf.Sign(conf, op.Key, op.Cert.Raw)
@@ -251,11 +262,14 @@ func serverPerm(t *testing.T, dir string) {
 	}
 	cfg := server.Config{
 		Identity: server.Identity{Member: member.String(), ServerCode: "ss1",
-			Clients: []string{sub.String()}},
+			Clients: []string{testEDR.String(), testPolice.String()}},
 		Listen: server.Listen{ClientHTTP: "10.0.3.15:8080", Server: "10.0.2.15:8443"},
 		TLS:    server.TLSFiles{AuthCert: "auth.pem", SigningCert: "sign.pem"},
 		KeyDir: "keys", Anchor: "anchor.json", GlobalConf: "globalconf.json",
 		MessageLog: "messagelog.db", ConfigDB: "conf.db", LogLevel: "info",
+		Services: []server.ServiceConfig{{Provider: testEDR.String(), URL: isURL}},
+		AccessRights: []server.AccessRight{{Service: testService.String(),
+			Subject: "subsystem:" + testPolice.String()}},
 	}
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

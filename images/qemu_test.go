@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/qapi-az/qapi/gokrazy"
 	"github.com/qapi-az/qapi/images/gpt"
+	"github.com/qapi-az/qapi/internal/sampleis"
 	"github.com/qapi-az/qapi/internal/testenv"
 )
 
@@ -256,9 +258,16 @@ func TestBoot(t *testing.T) {
 	testenv.NeedFile(t, ovmfCode)
 	testenv.NeedFile(t, ovmfVars)
 
+	// The provider's information system runs on the host; the guest
+	// reaches the host's loopback as its gateway, 10.0.2.2.
+	is := sampleis.New()
+	isSrv := httptest.NewServer(is)
+	defer isSrv.Close()
+	isPort := isSrv.Listener.Addr().(*net.TCPAddr).Port
+
 	dir := t.TempDir()
 	perm := filepath.Join(dir, "perm")
-	serverPerm(t, perm)
+	serverPerm(t, perm, fmt.Sprintf("http://10.0.2.2:%d/", isPort))
 	c := testConfig(t, filepath.Join(dir, "disk.img"))
 	c.PermDir = perm
 	if _, err := Assemble(context.Background(), c, builtPrograms(t)); err != nil {
@@ -298,6 +307,29 @@ func TestBoot(t *testing.T) {
 	}
 	t.Logf("first boot: security server answered listClients %v after QEMU start",
 		at.Round(100*time.Millisecond))
+
+	// A SOAP exchange through the appliance: the client proxy signs and
+	// sends it over TLS to the server proxy (itself), which checks the
+	// access right, calls the information system and returns the signed
+	// answer.
+	fin := sampleis.Persons()[0].FIN
+	req := sampleis.GetPersonRequest(sampleis.Header{Client: testPolice,
+		Service: testService, ID: "image-boot-1", UserID: "AZ0000001"}, fin)
+	exStart := time.Now()
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/", v.clientPort),
+		"text/xml; charset=utf-8", bytes.NewReader(req))
+	if err != nil {
+		t.Fatalf("SOAP request to the client proxy: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), fin) || is.Hits() != 1 {
+		t.Fatalf("getPerson through the appliance: %d, %d hits on the information "+
+			"system:\n%s", resp.StatusCode, is.Hits(), body)
+	}
+	t.Logf("first boot: getPerson exchange through the appliance took %v under TCG",
+		time.Since(exStart).Round(time.Millisecond))
+
 	v.waitConsole("qapi init: network configured", time.Second)
 	if status, _, err := v.tryGet(v.externalHealthPort, "/healthz"); err == nil {
 		t.Errorf("the health port answered %d on the external interface; the firewall "+
