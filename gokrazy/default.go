@@ -40,6 +40,8 @@ const (
 // QEMU's user networking (10.0.2.15/24 and 10.0.3.15/24), with the firewall
 // open for ServerPort outside and ClientPort and HealthPort inside. With
 // devKeys the keys are kept in plain files instead of sealed by the TPM.
+//
+// TODO: a console step that writes NetworkPath; a real machine needs it seeded.
 func Default(devKeys bool) *Instance {
 	fb := Program{Name: "qapi-firstboot", Package: FirstbootPackage,
 		Args: []string{"-listen", fmt.Sprintf(":%d", HealthPort)}}

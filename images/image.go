@@ -437,6 +437,8 @@ func writeRoot(ctx context.Context, c Config, bin, dir, out string) (int64, erro
 // writeBoot makes the FAT32 boot partition: systemd-boot as the removable
 // media loader, loader.conf, the slot A entry with boot counting, and slot
 // A's kernel and initramfs.
+//
+// TODO: updates that write slot B with its own entry, and a test of the fallback.
 func writeBoot(ctx context.Context, c Config, tab *gpt.Table, vmlinuz, initrd,
 	out string) error {
 	p := tab.Partitions[0]
