@@ -41,6 +41,7 @@ type ClientProxy struct {
 	mu    sync.Mutex
 	peers map[string]*http.Client // by owner/code@address
 	pools poolCache
+	busy  limiter
 }
 
 // NewClientProxy checks cfg and returns the client-side proxy.
@@ -48,7 +49,8 @@ func NewClientProxy(cfg Config) (*ClientProxy, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &ClientProxy{cfg: cfg, peers: map[string]*http.Client{}}, nil
+	return &ClientProxy{cfg: cfg, peers: map[string]*http.Client{},
+		busy: newLimiter(cfg.MaxConcurrent)}, nil
 }
 
 // Close drops the idle connections to other security servers.
@@ -62,6 +64,10 @@ func (p *ClientProxy) Close() {
 
 // ServeHTTP answers POST with an exchange, GET /listClients and GET /wsdl.
 func (p *ClientProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.busy.acquire(r.Context()) {
+		return // the information system gave up waiting
+	}
+	defer p.busy.release()
 	switch {
 	case r.Method == http.MethodPost:
 		p.serveExchange(w, r)

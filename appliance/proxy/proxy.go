@@ -85,6 +85,7 @@ func IsMeta(code string) bool {
 const (
 	DefaultResponseMaxBytes = 1 << 20
 	DefaultTimeout          = 30 * time.Second
+	DefaultMaxConcurrent    = 64
 	// SignatureOverhead is what a multipart/signed body may add to the SOAP
 	// message it carries: the CMS signature, certificates and the stapled
 	// OCSP response.
@@ -125,6 +126,10 @@ type Config struct {
 	ResponseMaxBytes int
 	// Timeout bounds the wait for the next hop; DefaultTimeout when zero.
 	Timeout time.Duration
+	// MaxConcurrent bounds the exchanges each proxy works on at once;
+	// further requests wait their turn. It bounds the server's memory.
+	// DefaultMaxConcurrent when zero; no bound when negative.
+	MaxConcurrent int
 	// ISCerts pins information systems' TLS client certificates, by hex
 	// SHA-256 of the DER, to the client each may send as. A client named
 	// here is accepted only over TLS with one of its certificates.
@@ -162,7 +167,40 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
 	return nil
+}
+
+// limiter bounds the exchanges under way; nil bounds nothing.
+type limiter chan struct{}
+
+func newLimiter(n int) limiter {
+	if n <= 0 {
+		return nil
+	}
+	return make(limiter, n)
+}
+
+// acquire waits for a turn and reports whether it got one before ctx
+// ended (the caller gave up).
+func (l limiter) acquire(ctx context.Context) bool {
+	if l == nil {
+		return true
+	}
+	select {
+	case l <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (l limiter) release() {
+	if l != nil {
+		<-l
+	}
 }
 
 func (c *Config) serves(client ident.Client) bool {

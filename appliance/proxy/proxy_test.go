@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
@@ -113,4 +114,25 @@ func TestReadBounded(t *testing.T) {
 				tt.n, tt.limit, tt.size, len(b), over, err)
 		}
 	}
+}
+
+func TestLimiter(t *testing.T) {
+	l := newLimiter(1)
+	if !l.acquire(context.Background()) {
+		t.Fatal("first acquire failed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if l.acquire(ctx) {
+		t.Error("a second exchange got a turn while the only one was taken")
+	}
+	l.release()
+	if !l.acquire(ctx) && !l.acquire(context.Background()) {
+		t.Error("no turn after release")
+	}
+	var none limiter = newLimiter(-1)
+	if !none.acquire(ctx) {
+		t.Error("an unbounded limiter refused")
+	}
+	none.release()
 }

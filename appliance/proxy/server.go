@@ -39,6 +39,7 @@ type ServerProxy struct {
 	// peerStores counts verifications, to prune peers now and then.
 	peerStores atomic.Uint64
 	pools      poolCache
+	busy       limiter
 	isc        *http.Client
 	codes      map[ident.Client][]string // service codes configured per provider
 }
@@ -52,6 +53,7 @@ func NewServerProxy(cfg Config) (*ServerProxy, error) {
 		return nil, errors.New("the server proxy needs access rights and a replay store")
 	}
 	p := &ServerProxy{cfg: cfg, codes: map[ident.Client][]string{},
+		busy: newLimiter(cfg.MaxConcurrent),
 		isc: &http.Client{Transport: &http.Transport{
 			MaxIdleConns: 256, MaxIdleConnsPerHost: 256,
 			IdleConnTimeout: 90 * time.Second,
@@ -89,6 +91,10 @@ func (p *ServerProxy) Close() { p.isc.CloseIdleConnections() }
 // ServeHTTP answers one signed request from another security server.
 func (p *ServerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := events.Record{Role: events.RoleProvider, Received: p.cfg.Now()}
+	if !p.busy.acquire(r.Context()) {
+		return // the calling server gave up waiting
+	}
+	defer p.busy.release()
 	body, ct, hdr, f := p.exchange(r, &rec)
 	rec.Done = p.cfg.Now()
 	rec.Result = events.ResultOK

@@ -132,6 +132,9 @@ type Limits struct {
 	// ReplayWindow is how far a signing time may be from the clock ("5m",
 	// clause 6.2.4).
 	ReplayWindow Duration `json:"replayWindow,omitempty"`
+	// MaxConcurrent bounds the exchanges each proxy works on at once (64);
+	// -1 for no bound.
+	MaxConcurrent int `json:"maxConcurrent,omitempty"`
 }
 
 // Duration reads and writes JSON as a Go duration string such as "30s".
@@ -161,6 +164,7 @@ const (
 	DefaultMaxRequestBytes  = 10 << 10 // clause 5.2
 	DefaultMaxResponseBytes = 1 << 20
 	DefaultTimeout          = 30 * time.Second
+	DefaultMaxConcurrent    = 64
 )
 
 // LoadConfig reads, completes and checks the configuration file path.
@@ -199,6 +203,9 @@ func (c *Config) Check() error {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.Limits.MaxConcurrent == 0 {
+		c.Limits.MaxConcurrent = DefaultMaxConcurrent
 	}
 	member, err := ident.ParseClient(c.Identity.Member)
 	if err != nil {

@@ -201,6 +201,7 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 			MaxDepth: soap.DefaultLimits().MaxDepth},
 		ResponseMaxBytes: cfg.Limits.MaxResponseBytes,
 		Timeout:          time.Duration(cfg.Limits.Timeout),
+		MaxConcurrent:    cfg.Limits.MaxConcurrent,
 		ISCerts:          isCerts,
 		CheckOCSP:        opts.CheckOCSP,
 		Now:              opts.Now,

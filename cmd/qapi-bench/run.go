@@ -75,24 +75,32 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / ticks, nil
 }
 
-// memory returns VmRSS and VmHWM of the process, in kB.
-func (p *proc) memory() (rss, hwm int, err error) {
+// memory returns the process's memory figures from /proc/PID/status, in
+// kB: VmRSS, VmHWM, and the anonymous and file-backed parts of VmRSS (the
+// message log's and the databases' memory-mapped files count as the
+// latter).
+func (p *proc) memory() (map[string]int, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer f.Close()
+	m := map[string]int{}
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		var v int
-		if _, err := fmt.Sscanf(s.Text(), "VmRSS: %d kB", &v); err == nil {
-			rss = v
+		name, rest, ok := strings.Cut(s.Text(), ":")
+		if !ok {
+			continue
 		}
-		if _, err := fmt.Sscanf(s.Text(), "VmHWM: %d kB", &v); err == nil {
-			hwm = v
+		switch name {
+		case "VmRSS", "VmHWM", "RssAnon", "RssFile":
+			var v int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &v); err == nil {
+				m[name] = v
+			}
 		}
 	}
-	return rss, hwm, s.Err()
+	return m, s.Err()
 }
 
 func waitListening(addrs ...string) error {
@@ -229,12 +237,13 @@ func run(o options, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	for _, sp := range servers {
-		rss, hwm, err := sp.memory()
+		m, err := sp.memory()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%-18s VmRSS %6.1f MB  VmHWM %6.1f MB\n", sp.name, float64(rss)/1024,
-			float64(hwm)/1024)
+		mb := func(k string) float64 { return float64(m[k]) / 1024 }
+		fmt.Fprintf(out, "%-18s VmRSS %5.1f MB (anonymous %5.1f, files %5.1f)  VmHWM %5.1f MB\n",
+			sp.name, mb("VmRSS"), mb("RssAnon"), mb("RssFile"), mb("VmHWM"))
 	}
 	return nil
 }
