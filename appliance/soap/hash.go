@@ -105,7 +105,11 @@ func findHeaderEnd(resp []byte) (headerEdit, error) {
 	if !utf8.Valid(resp) {
 		return headerEdit{}, &Fault{Code: CodeInvalidUTF8, String: "it is not UTF-8"}
 	}
-	s := newScanner(resp, DefaultLimits().MaxDepth)
+	return findHeaderEndWith(newScanner(resp, DefaultLimits().MaxDepth), resp)
+}
+
+// findHeaderEndWith is findHeaderEnd reading resp, valid UTF-8, through s.
+func findHeaderEndWith(s tokenizer, resp []byte) (headerEdit, error) {
 	p := &parser{s: s}
 
 	env, err := p.skipSpace("before the Envelope")
@@ -167,7 +171,7 @@ func findHeaderEnd(resp []byte) (headerEdit, error) {
 			if err := p.skip(); err != nil {
 				return headerEdit{}, err
 			}
-			found = &headerEdit{from: t.start, to: int(s.d.InputOffset()) + s.base}
+			found = &headerEdit{from: t.start, to: s.offset()}
 			continue
 		}
 		if err := p.skip(); err != nil {

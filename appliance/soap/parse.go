@@ -45,7 +45,7 @@ func ParseResponse(raw []byte, lim Limits) (*Message, error) {
 
 // parser holds the state of one parse.
 type parser struct {
-	s        *scanner
+	s        tokenizer
 	response bool
 	m        *Message
 	seen     map[string]bool // X-Road headers read
@@ -66,8 +66,14 @@ func parse(raw []byte, lim Limits, response bool) (*Message, error) {
 			invalidUTF8At(raw))}
 	}
 
+	return parseWith(newScanner(raw, lim.MaxDepth), raw, response)
+}
+
+// parseWith parses raw, already checked for size and UTF-8, read through
+// s.
+func parseWith(s tokenizer, raw []byte, response bool) (*Message, error) {
 	p := &parser{
-		s:        newScanner(raw, lim.MaxDepth),
+		s:        s,
 		response: response,
 		m:        &Message{Raw: raw},
 		seen:     map[string]bool{},
@@ -606,8 +612,8 @@ func (p *parser) skip() error {
 
 func attr(t token, n xml.Name) (string, bool) {
 	for _, a := range t.attrs {
-		if a.Name == n {
-			return a.Value, true
+		if a.name == n {
+			return string(a.value), true
 		}
 	}
 	return "", false

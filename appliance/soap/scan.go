@@ -3,10 +3,9 @@ package soap
 import (
 	"bytes"
 	"encoding/xml"
-	"errors"
 	"fmt"
-	"io"
-	"strings"
+	"strconv"
+	"unicode/utf8"
 )
 
 // nsXML is the namespace the xml prefix is bound to by definition.
@@ -31,49 +30,93 @@ const (
 // (before a byte order mark was skipped). A self-closing element yields a
 // start token and an end token of zero length.
 type token struct {
-	kind       tokKind
-	name       xml.Name   // expanded name, for tokStart and tokEnd
-	prefix     string     // the name's prefix as written
-	attrs      []xml.Attr // expanded names; namespace declarations left out
-	text       []byte     // for tokText; valid until the next call of next
-	start, end int
+	kind   tokKind
+	name   xml.Name    // expanded name, for tokStart and tokEnd
+	prefix string      // the name's prefix as written
+	attrs  []attribute // namespace declarations left out; valid until next
+	text   []byte      // for tokText; valid until the next call of next
+	start  int
+	end    int
+}
+
+// attribute is an attribute of a start tag, its name expanded and its
+// value with references replaced and line ends normalised.
+type attribute struct {
+	name  xml.Name
+	value []byte // valid until the next call of next
+}
+
+// tokenizer is what the parser reads a message through: scanner, or in
+// tests the encoding/xml-based scanner it replaced, as an oracle.
+type tokenizer interface {
+	// next returns the next token; every error is a *Fault.
+	next() (token, error)
+	// depth returns the number of open elements.
+	depth() int
+	// lookup returns the namespace bound to prefix, and whether one is.
+	lookup(prefix string) (string, bool)
+	// faultAt returns a fault whose text names the line of offset off.
+	faultAt(code string, off int, format string, args ...any) *Fault
+	// offset returns the offset of the byte after the last token.
+	offset() int
 }
 
 // frame is one open element.
 type frame struct {
-	raw   xml.Name // the name as written, prefix in Space
-	nsLen int      // len(scanner.ns) before the element's declarations
+	raw    []byte   // the name as written, prefix included
+	name   xml.Name // the name expanded
+	prefix string
+	nsLen  int // len(scanner.ns) before the element's declarations
 }
 
-// scanner reads a message as a stream of tokens with encoding/xml's raw
-// tokenizer in strict mode, and does itself what the raw tokenizer leaves
-// out: matching end tags, resolving prefixes (refusing undeclared ones),
-// refusing duplicate attributes, DTDs, processing instructions, and
-// nesting deeper than maxDepth. It never holds more than the open elements.
+// rawAttr is an attribute as written, before its name is resolved.
+type rawAttr struct {
+	name  []byte // as written, prefix included
+	value []byte
+}
+
+// scanner reads a message as a stream of tokens. It is a tokenizer of its
+// own for the XML that SOAP needs, working on the message's bytes in
+// place: the names it returns are interned per message, and text without
+// references is returned as a slice of the message, so that a message
+// costs few allocations however many elements it has.
+//
+// It accepts what encoding/xml's decoder in strict mode accepts, with the
+// same tokens, and on top of that matches end tags, resolves prefixes
+// (refusing undeclared ones), refuses duplicate attributes, DTDs,
+// processing instructions other than the XML declaration at the start,
+// and nesting deeper than maxDepth. It never holds more than the open
+// elements. Its input must be valid UTF-8.
 type scanner struct {
 	raw      []byte // the whole message as given
-	base     int    // bytes skipped before the decoder's input (a BOM)
-	d        *xml.Decoder
+	base     int    // bytes skipped before the document (a BOM)
+	pos      int    // offset of the next byte to read
 	maxDepth int
 	ns       []string            // prefixes declared, innermost last
 	bound    map[string][]string // prefix to its namespaces, innermost last
 	stack    []frame
+	closing  bool              // a self-closing element's end token is due
+	names    map[string]string // interned names and namespaces
+	checked  map[string]bool   // non-ASCII names already found valid
+	rawAttrs []rawAttr         // reused for every start tag
+	attrs    []attribute       // reused for every start tag
+	buf      []byte            // text with its references replaced
 }
 
 func newScanner(raw []byte, maxDepth int) *scanner {
 	s := &scanner{raw: raw, maxDepth: maxDepth}
-	in := raw
-	if bytes.HasPrefix(in, bom) {
+	if bytes.HasPrefix(raw, bom) {
 		s.base = len(bom)
-		in = in[len(bom):]
 	}
-	s.d = xml.NewDecoder(bytes.NewReader(in))
-	s.d.Strict = true
+	s.pos = s.base
 	return s
 }
 
 // depth returns the number of open elements.
 func (s *scanner) depth() int { return len(s.stack) }
+
+// offset returns the offset of the byte after the last token.
+func (s *scanner) offset() int { return s.pos }
 
 // line returns the 1-based line number of byte offset off.
 func (s *scanner) line(off int) int {
@@ -91,6 +134,18 @@ func (s *scanner) faultAt(code string, off int, format string, args ...any) *Fau
 	}
 }
 
+// syntax returns the fault for XML that is not well-formed at off.
+func (s *scanner) syntax(off int, format string, args ...any) *Fault {
+	return &Fault{Code: CodeMalformed, String: fmt.Sprintf(
+		"line %d: the XML is not well-formed (%s); send well-formed XML 1.0 in UTF-8",
+		s.line(off), fmt.Sprintf(format, args...))}
+}
+
+// eof returns the fault for a message that ends inside markup.
+func (s *scanner) eof() *Fault {
+	return s.syntax(len(s.raw), "unexpected end of the message")
+}
+
 // lookup returns the namespace bound to prefix, and whether one is.
 func (s *scanner) lookup(prefix string) (string, bool) {
 	if prefix == "xml" {
@@ -105,112 +160,700 @@ func (s *scanner) lookup(prefix string) (string, bool) {
 	return "", false
 }
 
+// intern returns b as a string, allocating once per distinct value in a
+// message.
+func (s *scanner) intern(b []byte) string {
+	if v, ok := s.names[string(b)]; ok {
+		return v
+	}
+	if s.names == nil {
+		s.names = make(map[string]string)
+	}
+	v := string(b)
+	s.names[v] = v
+	return v
+}
+
 // next returns the next token. Comments are skipped; adjacent text is not
 // merged. Every error is a *Fault.
 func (s *scanner) next() (token, error) {
 	for {
-		before := int(s.d.InputOffset()) + s.base
-		t, err := s.d.RawToken()
-		after := int(s.d.InputOffset()) + s.base
-		if err == io.EOF {
+		before := s.pos
+		if s.closing {
+			s.closing = false
+			top := s.stack[len(s.stack)-1]
+			return s.endElement(top.raw, before, before)
+		}
+		if before >= len(s.raw) {
 			if len(s.stack) > 0 {
 				return token{}, s.faultAt(CodeMalformed, before,
 					"the message ends before <%s> is closed; send the whole message",
-					qname(s.stack[len(s.stack)-1].raw))
+					clip(string(s.stack[len(s.stack)-1].raw)))
 			}
 			return token{kind: tokEOF, start: before, end: before}, nil
 		}
-		if err != nil {
-			return token{}, s.syntaxFault(err, before)
+		if s.raw[before] != '<' {
+			text, err := s.text(0, false)
+			if err != nil {
+				return token{}, err
+			}
+			return token{kind: tokText, text: text, start: before, end: s.pos}, nil
 		}
-		switch t := t.(type) {
-		case xml.Comment:
+		if before+1 >= len(s.raw) {
+			return token{}, s.eof()
+		}
+		s.pos = before + 2
+		switch s.raw[before+1] {
+		case '/':
+			return s.endTag(before)
+		case '?':
+			if err := s.procInst(before); err != nil {
+				return token{}, err
+			}
+			continue // the XML declaration
+		case '!':
+			text, isText, err := s.bang(before)
+			if err != nil {
+				return token{}, err
+			}
+			if isText {
+				return token{kind: tokText, text: text, start: before, end: s.pos}, nil
+			}
+			continue // a comment
+		}
+		s.pos = before + 1
+		return s.startTag(before)
+	}
+}
+
+// isNameByte reports whether c may be part of a name; every byte of a
+// multi-byte character may, subject to validName.
+func isNameByte(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+		c == '_' || c == ':' || c == '.' || c == '-' || c >= utf8.RuneSelf
+}
+
+// isSpaceByte reports whether c is XML white space.
+func isSpaceByte(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// space skips white space.
+func (s *scanner) space() {
+	for s.pos < len(s.raw) && isSpaceByte(s.raw[s.pos]) {
+		s.pos++
+	}
+}
+
+// name reads a name at s.pos. It returns nil without an error when the
+// byte there cannot begin a name, and the caller says what was expected.
+// A name must be followed by a byte: a message never ends in one.
+func (s *scanner) name() ([]byte, error) {
+	start := s.pos
+	i := start
+	for i < len(s.raw) && isNameByte(s.raw[i]) {
+		i++
+	}
+	if i == len(s.raw) {
+		return nil, s.eof()
+	}
+	if i == start {
+		return nil, nil
+	}
+	n := s.raw[start:i]
+	if !s.validName(n) {
+		return nil, s.syntax(start, "invalid XML name %s", clip(string(n)))
+	}
+	s.pos = i
+	return n, nil
+}
+
+// validName reports whether n is an XML name: it starts with a letter, an
+// underscore or a colon, or a character XML allows there.
+func (s *scanner) validName(n []byte) bool {
+	ascii := true
+	for _, c := range n {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		c := n[0]
+		return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_' || c == ':'
+	}
+	// Which characters beyond ASCII a name may hold is encoding/xml's
+	// table; ask it, once per distinct name. The colon, which it would
+	// treat as a prefix separator, is a name character like the
+	// underscore.
+	if ok, seen := s.checked[string(n)]; seen {
+		return ok
+	}
+	probe := make([]byte, 0, len(n)+3)
+	probe = append(probe, '<')
+	for _, c := range n {
+		if c == ':' {
+			c = '_'
+		}
+		probe = append(probe, c)
+	}
+	probe = append(probe, '/', '>')
+	_, err := xml.NewDecoder(bytes.NewReader(probe)).RawToken()
+	if s.checked == nil {
+		s.checked = make(map[string]bool)
+	}
+	s.checked[string(n)] = err == nil
+	return err == nil
+}
+
+// splitName splits a name as written into its prefix and local part. A
+// name with more than one colon is not a qualified name (ok false); one
+// that starts or ends with its colon has no prefix.
+func splitName(n []byte) (prefix, local []byte, ok bool) {
+	i := bytes.IndexByte(n, ':')
+	if i < 0 {
+		return nil, n, true
+	}
+	if bytes.IndexByte(n[i+1:], ':') >= 0 {
+		return nil, nil, false
+	}
+	if i == 0 || i == len(n)-1 {
+		return nil, n, true
+	}
+	return n[:i], n[i+1:], true
+}
+
+// qualifiedName reads a name that may carry a prefix; what names the
+// markup for a fault when there is none.
+func (s *scanner) qualifiedName(what string) ([]byte, error) {
+	at := s.pos
+	n, err := s.name()
+	if err != nil {
+		return nil, err
+	}
+	if n != nil {
+		if _, _, ok := splitName(n); ok {
+			return n, nil
+		}
+	}
+	return nil, s.syntax(at, "expected %s", what)
+}
+
+// endTag reads </name> after its "</".
+func (s *scanner) endTag(before int) (token, error) {
+	n, err := s.qualifiedName("an element name after </")
+	if err != nil {
+		return token{}, err
+	}
+	s.space()
+	if s.pos >= len(s.raw) {
+		return token{}, s.eof()
+	}
+	if s.raw[s.pos] != '>' {
+		return token{}, s.syntax(s.pos, "invalid characters between </%s and >",
+			clip(string(n)))
+	}
+	s.pos++
+	return s.endElement(n, before, s.pos)
+}
+
+// startTag reads a start tag or an empty-element tag after its "<".
+func (s *scanner) startTag(before int) (token, error) {
+	n, err := s.qualifiedName("an element name after <")
+	if err != nil {
+		return token{}, err
+	}
+	s.rawAttrs = s.rawAttrs[:0]
+	for {
+		s.space()
+		if s.pos >= len(s.raw) {
+			return token{}, s.eof()
+		}
+		switch s.raw[s.pos] {
+		case '/':
+			s.pos++
+			if s.pos >= len(s.raw) {
+				return token{}, s.eof()
+			}
+			if s.raw[s.pos] != '>' {
+				return token{}, s.syntax(s.pos, "expected /> in element")
+			}
+			s.pos++
+			t, err := s.startElement(n, before, s.pos)
+			s.closing = err == nil
+			return t, err
+		case '>':
+			s.pos++
+			return s.startElement(n, before, s.pos)
+		}
+		a, err := s.qualifiedName("an attribute name in element")
+		if err != nil {
+			return token{}, err
+		}
+		s.space()
+		if s.pos >= len(s.raw) {
+			return token{}, s.eof()
+		}
+		if s.raw[s.pos] != '=' {
+			return token{}, s.syntax(s.pos, "attribute name without = in element")
+		}
+		s.pos++
+		s.space()
+		if s.pos >= len(s.raw) {
+			return token{}, s.eof()
+		}
+		q := s.raw[s.pos]
+		if q != '"' && q != '\'' {
+			return token{}, s.syntax(s.pos, "unquoted or missing attribute value in element")
+		}
+		s.pos++
+		v, err := s.text(q, false)
+		if err != nil {
+			return token{}, err
+		}
+		if len(s.buf) > 0 && len(v) > 0 && &v[0] == &s.buf[0] {
+			// The next value may reuse the buffer.
+			v = bytes.Clone(v)
+		}
+		s.rawAttrs = append(s.rawAttrs, rawAttr{name: a, value: v})
+	}
+}
+
+// text reads character data from s.pos: up to the next '<' or the end of
+// the message (quote 0, not cdata), up to and including quote (an
+// attribute value), or up to and including "]]>" (cdata). It replaces
+// references (not in CDATA) and turns CRLF and CR into LF. The result is a
+// slice of the message when nothing was replaced, else of s.buf.
+func (s *scanner) text(quote byte, cdata bool) ([]byte, error) {
+	raw := s.raw
+	start := s.pos
+	i := start
+	var out []byte // nil while the text is raw[start:i] unchanged
+	var b0, b1 byte
+	trunc := 0
+	for {
+		if i >= len(raw) {
+			if cdata || quote != 0 {
+				return nil, s.eof()
+			}
+			break
+		}
+		b := raw[i]
+		if quote == 0 && b0 == ']' && b1 == ']' && b == '>' {
+			if cdata {
+				trunc = 2
+				i++
+				break
+			}
+			return nil, s.syntax(i, "unescaped ]]> not in CDATA section")
+		}
+		if b == '<' && !cdata {
+			if quote != 0 {
+				return nil, s.syntax(i, "unescaped < inside quoted string")
+			}
+			break
+		}
+		if quote != 0 && b == quote {
+			i++
+			break
+		}
+		if b == '&' && !cdata {
+			if out == nil {
+				out = append(s.buf[:0], raw[start:i]...)
+			}
+			var err error
+			if out, i, err = s.reference(out, i); err != nil {
+				return nil, err
+			}
+			b0, b1 = 0, 0
 			continue
-		case xml.Directive:
-			return token{}, s.faultAt(CodeDTDForbidden, before,
-				"a DOCTYPE or other <!...> declaration is not allowed in a SOAP "+
-					"message; remove it and use only the five predefined entities")
-		case xml.ProcInst:
-			if t.Target == "xml" && before == s.base {
-				continue // the XML declaration, which the tokenizer checked
+		}
+		switch {
+		case b == '\r':
+			if out == nil {
+				out = append(s.buf[:0], raw[start:i]...)
 			}
-			if strings.EqualFold(t.Target, "xml") {
-				return token{}, s.faultAt(CodeMalformed, before,
-					"the XML declaration is not at the very start; move it to byte 0")
+			out = append(out, '\n')
+		case b1 == '\r' && b == '\n':
+			// The CR was written as LF.
+		case out != nil:
+			out = append(out, b)
+		}
+		b0, b1 = b1, b
+		i++
+	}
+	s.pos = i
+
+	var data []byte
+	if out != nil {
+		s.buf = out
+		data = out
+	} else {
+		end := i
+		if quote != 0 || cdata {
+			end-- // the closing quote, or the '>' of "]]>"
+		}
+		data = raw[start:end]
+	}
+	data = data[:len(data)-trunc]
+	if off, ok := checkChars(data); !ok {
+		return nil, s.syntax(start+off, "a character XML 1.0 does not allow")
+	}
+	return data, nil
+}
+
+// checkChars reports whether b holds only characters XML 1.0 allows, and
+// otherwise where the first other one is.
+func checkChars(b []byte) (int, bool) {
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+				return i, false
 			}
-			return token{}, s.faultAt(CodeMalformed, before,
-				"processing instruction <?%s?> is not allowed in a SOAP message "+
-					"(SOAP 1.1, section 3); remove it", clip(t.Target))
-		case xml.CharData:
-			return token{kind: tokText, text: t, start: before, end: after}, nil
-		case xml.StartElement:
-			return s.startElement(t, before, after)
-		case xml.EndElement:
-			return s.endElement(t, before, after)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 || r == 0xFFFE || r == 0xFFFF {
+			return i, false
+		}
+		i += n
+	}
+	return 0, true
+}
+
+// predefined are the five entities XML defines without a DTD.
+var predefined = map[string]byte{"lt": '<', "gt": '>', "amp": '&', "apos": '\'', "quot": '"'}
+
+// reference reads the reference at raw[i] (an '&'), appends what it
+// stands for to out, and returns the offset after it. Only character
+// references and the five predefined entities are accepted: no DTD may
+// declare others. A reference that names anything else is a DTD matter
+// (CodeDTDForbidden); one that is not a reference at all is malformed.
+func (s *scanner) reference(out []byte, i int) ([]byte, int, error) {
+	raw := s.raw
+	at := i
+	i++
+	if i >= len(raw) {
+		return nil, 0, s.eof()
+	}
+	if raw[i] == '#' {
+		i++
+		if i >= len(raw) {
+			return nil, 0, s.eof()
+		}
+		base := 10
+		if raw[i] == 'x' {
+			base = 16
+			i++
+		}
+		digits := i
+		for i < len(raw) && isDigit(raw[i], base) {
+			i++
+		}
+		if i >= len(raw) {
+			return nil, 0, s.eof()
+		}
+		if raw[i] == ';' {
+			n, err := strconv.ParseUint(string(raw[digits:i]), base, 64)
+			if err == nil && n <= utf8.MaxRune {
+				// A surrogate becomes U+FFFD, as in encoding/xml.
+				return utf8.AppendRune(out, rune(n)), i + 1, nil
+			}
+		}
+		return nil, 0, s.syntax(at, "invalid character reference")
+	}
+
+	first := raw[i]
+	for i < len(raw) && isNameByte(raw[i]) {
+		i++
+	}
+	if i >= len(raw) {
+		return nil, 0, s.eof()
+	}
+	if raw[i] == ';' {
+		if c, ok := predefined[string(raw[at+1:i])]; ok {
+			return append(out, c), i + 1, nil
+		}
+	}
+	if isNameStart(first) {
+		return nil, 0, &Fault{Code: CodeDTDForbidden, String: fmt.Sprintf(
+			"line %d: an entity reference other than &amp; &lt; &gt; &apos; &quot; "+
+				"or a character reference; DTD entities are not allowed, write the "+
+				"character itself", s.line(at))}
+	}
+	return nil, 0, s.syntax(at, "invalid entity reference")
+}
+
+func isDigit(c byte, base int) bool {
+	return '0' <= c && c <= '9' ||
+		base == 16 && ('a' <= c && c <= 'f' || 'A' <= c && c <= 'F')
+}
+
+func isNameStart(c byte) bool {
+	return c == '_' || c == ':' || c >= 0x80 || ('a' <= c && c <= 'z') ||
+		('A' <= c && c <= 'Z')
+}
+
+// procInst reads a processing instruction after its "<?". Only the XML
+// declaration at the very start is accepted (SOAP 1.1, section 3), with
+// version 1.0 if any and encoding UTF-8 if any.
+func (s *scanner) procInst(before int) error {
+	at := s.pos
+	target, err := s.name()
+	if err != nil {
+		return err
+	}
+	if target == nil {
+		return s.syntax(at, "expected a target name after <?")
+	}
+	s.space()
+	end := bytes.Index(s.raw[s.pos:], []byte("?>"))
+	if end < 0 {
+		return s.eof()
+	}
+	content := s.raw[s.pos : s.pos+end]
+	s.pos += end + 2
+	if string(target) == "xml" {
+		if v := declParam(content, "version"); v != nil && string(v) != "1.0" {
+			return s.faultAt(CodeMalformed, before, "the XML declaration says version "+
+				"%q; send XML 1.0", clip(string(v)))
+		}
+		if e := declParam(content, "encoding"); e != nil && !bytes.EqualFold(e, []byte("utf-8")) {
+			return s.faultAt(CodeMalformed, before, "the XML declaration says encoding "+
+				"%q; send the message in UTF-8", clip(string(e)))
+		}
+		if before == s.base {
+			return nil
+		}
+		return s.faultAt(CodeMalformed, before,
+			"the XML declaration is not at the very start; move it to byte 0")
+	}
+	if bytes.EqualFold(target, []byte("xml")) {
+		return s.faultAt(CodeMalformed, before,
+			"the XML declaration is not at the very start; move it to byte 0")
+	}
+	return s.faultAt(CodeMalformed, before,
+		"processing instruction <?%s?> is not allowed in a SOAP message "+
+			"(SOAP 1.1, section 3); remove it", clip(string(target)))
+}
+
+// declParam returns the quoted value of param= in the content of an XML
+// declaration, or nil. It reads the declaration as loosely as
+// encoding/xml does, so that the two accept the same declarations: the
+// first param= followed by a quote counts, wherever it stands.
+func declParam(content []byte, param string) []byte {
+	for i := 0; i < len(content); {
+		k := bytes.Index(content[i:], []byte(param+"="))
+		if k < 0 {
+			return nil
+		}
+		q := i + k + len(param) + 1 // the byte after "="
+		if q >= len(content) {
+			return nil
+		}
+		i = q + 1
+		if c := content[q]; c == '"' || c == '\'' {
+			j := bytes.IndexByte(content[i:], c)
+			if j < 0 {
+				return nil
+			}
+			return content[i : i+j]
+		}
+	}
+	return nil
+}
+
+// bang reads what follows "<!": a comment (skipped), a CDATA section
+// (returned as text) or a declaration (refused).
+func (s *scanner) bang(before int) (text []byte, isText bool, err error) {
+	raw := s.raw
+	if s.pos >= len(raw) {
+		return nil, false, s.eof()
+	}
+	switch raw[s.pos] {
+	case '-':
+		s.pos++
+		if s.pos >= len(raw) {
+			return nil, false, s.eof()
+		}
+		if raw[s.pos] != '-' {
+			return nil, false, s.syntax(before, "invalid sequence <!- not part of <!--")
+		}
+		s.pos++
+		// The first "--" must close the comment.
+		end := bytes.Index(raw[s.pos:], []byte("--"))
+		if end < 0 || s.pos+end+2 >= len(raw) {
+			return nil, false, s.eof()
+		}
+		if raw[s.pos+end+2] != '>' {
+			return nil, false, s.syntax(s.pos+end, `"--" inside a comment`)
+		}
+		s.pos += end + 3
+		return nil, false, nil
+	case '[':
+		const cdata = "[CDATA["
+		for i := range len(cdata) {
+			if s.pos >= len(raw) {
+				return nil, false, s.eof()
+			}
+			if raw[s.pos] != cdata[i] {
+				return nil, false, s.syntax(before, "invalid <![ sequence")
+			}
+			s.pos++
+		}
+		text, err := s.text(0, true)
+		return text, true, err
+	}
+	if err := s.skipDeclaration(); err != nil {
+		return nil, false, err
+	}
+	return nil, false, s.faultAt(CodeDTDForbidden, before,
+		"a DOCTYPE or other <!...> declaration is not allowed in a SOAP "+
+			"message; remove it and use only the five predefined entities")
+}
+
+// skipDeclaration reads a <!...> declaration to its end the way
+// encoding/xml does, so that an unterminated one is malformed and a
+// terminated one a DTD: quoted '>' do not end it, nested '<' and '>' pair,
+// and <!-- --> comments inside are passed over.
+func (s *scanner) skipDeclaration() error {
+	raw := s.raw
+	var quote byte
+	depth := 0
+	// The byte after "<!" belongs to the declaration, like all that
+	// follow, but cannot end it.
+	s.pos++
+	for {
+		if s.pos >= len(raw) {
+			return s.eof()
+		}
+		b := raw[s.pos]
+		s.pos++
+		if quote == 0 && b == '>' && depth == 0 {
+			return nil
+		}
+	handle:
+		switch {
+		case b == quote:
+			quote = 0
+		case quote != 0:
+		case b == '\'' || b == '"':
+			quote = b
+		case b == '>':
+			depth--
+		case b == '<':
+			const open = "!--"
+			for i := range len(open) {
+				if s.pos >= len(raw) {
+					return s.eof()
+				}
+				b = raw[s.pos]
+				s.pos++
+				if b != open[i] {
+					depth++
+					goto handle
+				}
+			}
+			end := bytes.Index(raw[s.pos:], []byte("-->"))
+			if end < 0 {
+				return s.eof()
+			}
+			s.pos += end + 3
 		}
 	}
 }
 
-func (s *scanner) startElement(t xml.StartElement, before, after int) (token, error) {
+// startElement checks and resolves a start tag whose attributes are in
+// s.rawAttrs.
+func (s *scanner) startElement(n []byte, before, after int) (token, error) {
 	if len(s.stack)+1 > s.maxDepth {
 		return token{}, s.faultAt(CodeTooDeep, before,
 			"elements nest deeper than %d levels; flatten the message", s.maxDepth)
 	}
-	if n, dup := duplicate(t.Attr, func(a xml.Attr) xml.Name { return a.Name }); dup {
+	if a, dup := duplicateRaw(s.rawAttrs); dup {
 		return token{}, s.faultAt(CodeMalformed, before,
-			"attribute %s appears twice on <%s>; keep one", qname(n), qname(t.Name))
+			"attribute %s appears twice on <%s>; keep one", clip(string(a)),
+			clip(string(n)))
 	}
-	nsLen := len(s.ns)
-	s.stack = append(s.stack, frame{raw: t.Name, nsLen: nsLen})
-	for _, a := range t.Attr {
+	s.stack = append(s.stack, frame{raw: n, nsLen: len(s.ns)})
+	for _, a := range s.rawAttrs {
+		prefix, local, _ := splitName(a.name)
 		switch {
-		case a.Name.Space == "" && a.Name.Local == "xmlns":
-			if a.Value == nsXML {
+		case prefix == nil && string(local) == "xmlns":
+			if string(a.value) == nsXML {
 				return token{}, s.faultAt(CodeMalformed, before,
 					"the xml namespace cannot be the default namespace")
 			}
-			s.bind("", a.Value)
-		case a.Name.Space == "xmlns":
-			if err := s.checkBinding(a.Name.Local, a.Value, before); err != nil {
+			s.bind("", s.intern(a.value))
+		case string(prefix) == "xmlns":
+			p, uri := s.intern(local), s.intern(a.value)
+			if err := s.checkBinding(p, uri, before); err != nil {
 				return token{}, err
 			}
-			if a.Name.Local != "xml" {
-				s.bind(a.Name.Local, a.Value)
+			if p != "xml" {
+				s.bind(p, uri)
 			}
 		}
 	}
 
-	name, err := s.expand(t.Name, true, before)
+	name, prefix, err := s.expand(n, true, before)
 	if err != nil {
 		return token{}, err
 	}
-	tok := token{kind: tokStart, name: name, prefix: t.Name.Space, start: before, end: after}
-	for _, a := range t.Attr {
-		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+	top := &s.stack[len(s.stack)-1]
+	top.name, top.prefix = name, prefix
+	tok := token{kind: tokStart, name: name, prefix: prefix, start: before, end: after}
+	s.attrs = s.attrs[:0]
+	for _, a := range s.rawAttrs {
+		p, local, _ := splitName(a.name)
+		if string(p) == "xmlns" || p == nil && string(local) == "xmlns" {
 			continue
 		}
-		n, err := s.expand(a.Name, false, before)
+		an, _, err := s.expand(a.name, false, before)
 		if err != nil {
 			return token{}, err
 		}
-		tok.attrs = append(tok.attrs, xml.Attr{Name: n, Value: a.Value})
+		s.attrs = append(s.attrs, attribute{name: an, value: a.value})
 	}
-	if n, dup := duplicate(tok.attrs, func(a xml.Attr) xml.Name { return a.Name }); dup {
+	if an, dup := duplicateExpanded(s.attrs); dup {
 		return token{}, s.faultAt(CodeMalformed, before,
-			"attribute {%s}%s appears twice on <%s>; keep one", clip(n.Space),
-			clip(n.Local), qname(t.Name))
+			"attribute {%s}%s appears twice on <%s>; keep one", clip(an.Space),
+			clip(an.Local), clip(string(n)))
 	}
+	tok.attrs = s.attrs
 	return tok, nil
 }
 
-// duplicate returns a name that two attributes share. A map is used past
-// a few attributes, so that a message of many attributes costs linear time.
-func duplicate(attrs []xml.Attr, name func(xml.Attr) xml.Name) (xml.Name, bool) {
+// duplicateRaw returns a name as written that two attributes share. A map
+// is used past a few attributes, so that many attributes cost linear time.
+func duplicateRaw(attrs []rawAttr) ([]byte, bool) {
 	if len(attrs) <= 8 {
 		for i := range attrs {
 			for j := i + 1; j < len(attrs); j++ {
-				if name(attrs[i]) == name(attrs[j]) {
-					return name(attrs[i]), true
+				if bytes.Equal(attrs[i].name, attrs[j].name) {
+					return attrs[i].name, true
+				}
+			}
+		}
+		return nil, false
+	}
+	seen := make(map[string]bool, len(attrs))
+	for _, a := range attrs {
+		if seen[string(a.name)] {
+			return a.name, true
+		}
+		seen[string(a.name)] = true
+	}
+	return nil, false
+}
+
+// duplicateExpanded returns an expanded name that two attributes share.
+func duplicateExpanded(attrs []attribute) (xml.Name, bool) {
+	if len(attrs) <= 8 {
+		for i := range attrs {
+			for j := i + 1; j < len(attrs); j++ {
+				if attrs[i].name == attrs[j].name {
+					return attrs[i].name, true
 				}
 			}
 		}
@@ -218,10 +861,10 @@ func duplicate(attrs []xml.Attr, name func(xml.Attr) xml.Name) (xml.Name, bool) 
 	}
 	seen := make(map[xml.Name]bool, len(attrs))
 	for _, a := range attrs {
-		if seen[name(a)] {
-			return name(a), true
+		if seen[a.name] {
+			return a.name, true
 		}
-		seen[name(a)] = true
+		seen[a.name] = true
 	}
 	return xml.Name{}, false
 }
@@ -257,76 +900,52 @@ func (s *scanner) checkBinding(prefix, uri string, off int) error {
 		return s.faultAt(CodeMalformed, off,
 			"prefix %s is declared with an empty namespace, which XML 1.0 namespaces "+
 				"forbid; declare a namespace name", clip(prefix))
-	case strings.Contains(prefix, ":"):
-		return s.faultAt(CodeMalformed, off, "prefix %q contains a colon", clip(prefix))
 	}
 	return nil
 }
 
-// expand resolves a raw name. Unprefixed attributes are in no namespace.
-func (s *scanner) expand(n xml.Name, element bool, off int) (xml.Name, error) {
-	if n.Local == "" || strings.Contains(n.Local, ":") || (n.Space == "" &&
-		strings.HasPrefix(n.Local, ":")) {
-		return xml.Name{}, s.faultAt(CodeMalformed, off,
-			"%q is not a valid qualified name", qname(n))
+// expand resolves a name as written and returns it with its prefix.
+// Unprefixed attributes are in no namespace.
+func (s *scanner) expand(n []byte, element bool, off int) (xml.Name, string, error) {
+	p, l, _ := splitName(n)
+	if bytes.IndexByte(l, ':') >= 0 {
+		return xml.Name{}, "", s.faultAt(CodeMalformed, off,
+			"%q is not a valid qualified name", clip(string(n)))
 	}
-	if n.Space == "" && !element {
-		return xml.Name{Local: n.Local}, nil
+	local := s.intern(l)
+	if p == nil && !element {
+		return xml.Name{Local: local}, "", nil
 	}
-	uri, ok := s.lookup(n.Space)
+	prefix := ""
+	if len(p) > 0 {
+		prefix = s.intern(p)
+	}
+	uri, ok := s.lookup(prefix)
 	if !ok {
-		return xml.Name{}, s.faultAt(CodeMalformed, off,
+		return xml.Name{}, "", s.faultAt(CodeMalformed, off,
 			"prefix %s of <%s> is not declared; declare it with xmlns:%s",
-			clip(n.Space), qname(n), clip(n.Space))
+			clip(prefix), clip(string(n)), clip(prefix))
 	}
-	return xml.Name{Space: uri, Local: n.Local}, nil
+	return xml.Name{Space: uri, Local: local}, prefix, nil
 }
 
-func (s *scanner) endElement(t xml.EndElement, before, after int) (token, error) {
+func (s *scanner) endElement(n []byte, before, after int) (token, error) {
 	if len(s.stack) == 0 {
 		return token{}, s.faultAt(CodeMalformed, before,
-			"end tag </%s> closes nothing; remove it", qname(t.Name))
+			"end tag </%s> closes nothing; remove it", clip(string(n)))
 	}
 	top := s.stack[len(s.stack)-1]
-	if top.raw != t.Name {
+	if !bytes.Equal(top.raw, n) {
 		return token{}, s.faultAt(CodeMalformed, before,
 			"<%s> is closed by </%s>; close elements in order",
-			qname(top.raw), qname(t.Name))
+			clip(string(top.raw)), clip(string(n)))
 	}
-	name, err := s.expand(t.Name, true, before)
-	if err != nil {
-		return token{}, err
-	}
+	// The bindings in scope are those of the start tag, which resolved
+	// the same name.
 	s.stack = s.stack[:len(s.stack)-1]
 	s.unbind(top.nsLen)
-	return token{kind: tokEnd, name: name, prefix: t.Name.Space, start: before, end: after}, nil
-}
-
-// syntaxFault turns an error of the tokenizer into a fault. An unknown
-// entity reference is a DTD matter: only the five predefined entities and
-// character references are accepted, as no DTD may declare others.
-func (s *scanner) syntaxFault(err error, off int) *Fault {
-	var se *xml.SyntaxError
-	if !errors.As(err, &se) {
-		return s.faultAt(CodeMalformed, off, "the XML cannot be read (%v); "+
-			"send well-formed XML 1.0 in UTF-8", err)
-	}
-	const entity = "invalid character entity &"
-	if rest, ok := strings.CutPrefix(se.Msg, entity); ok && rest != "" &&
-		isNameStart(rest[0]) {
-		return &Fault{Code: CodeDTDForbidden, String: fmt.Sprintf(
-			"line %d: an entity reference other than &amp; &lt; &gt; &apos; &quot; "+
-				"or a character reference; DTD entities are not allowed, write the "+
-				"character itself", se.Line)}
-	}
-	return &Fault{Code: CodeMalformed, String: fmt.Sprintf(
-		"line %d: the XML is not well-formed (%s); send well-formed XML 1.0 in UTF-8",
-		se.Line, clip(se.Msg))}
-}
-
-func isNameStart(c byte) bool {
-	return c == '_' || c == ':' || c >= 0x80 || ('a' <= c && c <= 'z') ||
-		('A' <= c && c <= 'Z')
+	return token{kind: tokEnd, name: top.name, prefix: top.prefix, start: before,
+		end: after}, nil
 }
 
 // qname returns a raw name as written, clipped for a fault's text.
@@ -340,7 +959,7 @@ func qname(n xml.Name) string {
 // isSpace reports whether b is XML white space only.
 func isSpace(b []byte) bool {
 	for _, c := range b {
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+		if !isSpaceByte(c) {
 			return false
 		}
 	}
