@@ -14,6 +14,11 @@
 // the message is built, and Message.Raw is the exact bytes parsed: a
 // message passed on is never re-serialised.
 //
+// The tokenizer is this package's own rather than encoding/xml's: it
+// works on the message's bytes in place and accepts what encoding/xml's
+// strict decoder accepts, no more (a differential fuzz test holds it to
+// that), at a small fraction of the allocations.
+//
 // # Building
 //
 // NewRequest and NewResponse write envelopes for Go services and tests;
