@@ -70,6 +70,9 @@ type refusal struct {
 	// may instead send the request itself and return the answer.
 	setup    func(t *testing.T, e *env) (req []byte, answer []byte)
 	wantCode string
+	// wantText is part of the fault string, to tell refusals of one code
+	// apart; "" when the code says enough.
+	wantText string
 }
 
 func getPersonReq(e *env) []byte { return getPersonReqFor(e, e.is.Persons()[0].FIN) }
@@ -85,23 +88,23 @@ func TestRefusals(t *testing.T) {
 				c.Blocked = []globalconf.Blocked{{Client: client, Since: time.Now()}}
 			})
 			return getPersonReq(e), nil
-		}, soap.CodeBlocked},
+		}, soap.CodeBlocked, "client AZ/GOV/2002/POLICE is blocked"},
 		{"blocked client at the provider's server", func(t *testing.T, e *env) ([]byte, []byte) {
 			e.setConf(func(c, p *globalconf.Conf) {
 				p.Blocked = []globalconf.Blocked{{Client: clientMember, Since: time.Now()}}
 			})
 			return getPersonReq(e), nil
-		}, soap.CodeBlocked},
+		}, soap.CodeBlocked, "client AZ/GOV/2002/POLICE is blocked"},
 		{"blocked provider", func(t *testing.T, e *env) ([]byte, []byte) {
 			e.setConf(func(c, p *globalconf.Conf) {
 				c.Blocked = []globalconf.Blocked{{Client: providerMember, Since: time.Now()}}
 			})
 			return getPersonReq(e), nil
-		}, soap.CodeBlocked},
+		}, soap.CodeBlocked, "provider AZ/GOV/1001/EDR is blocked"},
 		{"no access right", func(t *testing.T, e *env) ([]byte, []byte) {
 			return sampleis.SearchPersonsRequest(header(searchPersons, newID()),
 				sampleis.Search{Surname: "Əliyev"}), nil
-		}, soap.CodeAccessDenied},
+		}, soap.CodeAccessDenied, "no access right"},
 		{"replayed message id", func(t *testing.T, e *env) ([]byte, []byte) {
 			req := getPersonReq(e)
 			if status, body := call(t, http.DefaultClient, e.clientURL(), req); status != 200 {
@@ -109,42 +112,42 @@ func TestRefusals(t *testing.T) {
 			}
 			e.is.ResetHits()
 			return req, nil
-		}, soap.CodeReplay},
+		}, soap.CodeReplay, "already used"},
 		{"signing time outside the window", func(t *testing.T, e *env) ([]byte, []byte) {
 			e.c.clock.offset.Store(int64(-10 * time.Minute))
 			return getPersonReq(e), nil
-		}, soap.CodeSigningTime},
+		}, soap.CodeSigningTime, "signing time"},
 		{"stale global configuration at the client's server",
 			func(t *testing.T, e *env) ([]byte, []byte) {
 				e.setConf(func(c, p *globalconf.Conf) { c.Expires = time.Now().Add(-time.Second) })
 				return getPersonReq(e), nil
-			}, soap.CodeStaleConf},
+			}, soap.CodeStaleConf, "no valid global configuration"},
 		{"stale global configuration at the provider's server",
 			func(t *testing.T, e *env) ([]byte, []byte) {
 				e.setConf(func(c, p *globalconf.Conf) { p.Expires = time.Now().Add(-time.Second) })
 				return getPersonReq(e), nil
-			}, soap.CodeStaleConf},
+			}, soap.CodeStaleConf, "provider's security server has no valid"},
 		{"oversized request", func(t *testing.T, e *env) ([]byte, []byte) {
 			return sampleis.SearchPersonsRequest(header(getPerson, newID()),
 				sampleis.Search{Purpose: strings.Repeat("x", 10240)}), nil
-		}, soap.CodeSizeExceeded},
+		}, soap.CodeSizeExceeded, "10240 bytes"},
 		{"client not served by this server", func(t *testing.T, e *env) ([]byte, []byte) {
 			h := header(getPerson, newID())
 			h.Client = sub(rogueMember, "X")
 			return sampleis.GetPersonRequest(h, "0000000"), nil
-		}, soap.CodeUnknownClient},
+		}, soap.CodeUnknownClient, "does not serve client"},
 		{"provider's server not pinned", func(t *testing.T, e *env) ([]byte, []byte) {
 			e.setConf(func(c, p *globalconf.Conf) {
 				c.SecurityServers[0].AuthCertHashes = []string{
 					globalconf.CertHash(e.foreignAuth.Cert.Raw)}
 			})
 			return getPersonReq(e), nil
-		}, soap.CodeBadCertificate},
+		}, soap.CodeBadCertificate, "does not pin"},
 		{"client's server not pinned", func(t *testing.T, e *env) ([]byte, []byte) {
 			// A server presenting an authentication certificate that the
 			// configuration does not pin calls the provider directly.
 			return nil, postSigned(t, e, tlsClient(e.foreignAuth), e.c.sign, getPersonReq(e))
-		}, soap.CodeBadCertificate},
+		}, soap.CodeBadCertificate, "not pinned in the global"},
 		{"bad signature", func(t *testing.T, e *env) ([]byte, []byte) {
 			a := sampleis.GetPersonRequest(header(getPerson, "same-id"), e.is.Persons()[1].FIN)
 			b := sampleis.GetPersonRequest(header(getPerson, "same-id"), e.is.Persons()[2].FIN)
@@ -157,21 +160,27 @@ func TestRefusals(t *testing.T) {
 				t.Fatal("test could not find the message part to swap")
 			}
 			return nil, post(t, e, tlsClient(e.c.auth), forged, ct)
-		}, soap.CodeBadSignature},
+		}, soap.CodeBadSignature, ""},
+		{"calling server does not serve the client", func(t *testing.T, e *env) ([]byte,
+			[]byte) {
+			// The provider's own server is pinned, but serves only the
+			// provider: it may not send as the police subsystem.
+			return nil, postSigned(t, e, tlsClient(e.p.auth), e.c.sign, getPersonReq(e))
+		}, soap.CodeAccessDenied, "not registered to serve client"},
 		{"signed by another member", func(t *testing.T, e *env) ([]byte, []byte) {
 			return nil, postSigned(t, e, tlsClient(e.c.auth), e.rogueSign, getPersonReq(e))
-		}, soap.CodeSignerMismatch},
+		}, soap.CodeSignerMismatch, ""},
 		{"response bound to another request", func(t *testing.T, e *env) ([]byte, []byte) {
 			fake := misbehavingProvider(t, e)
 			e.setConf(func(c, p *globalconf.Conf) { c.SecurityServers[0].Address = fake })
 			return getPersonReq(e), nil
-		}, soap.CodeRequestHash},
+		}, soap.CodeRequestHash, ""},
 		{"information system without its pinned certificate",
 			func(t *testing.T, e *env) ([]byte, []byte) {
 				h := header(getPerson, newID())
 				h.Client = clientMember
 				return sampleis.GetPersonRequest(h, e.is.Persons()[0].FIN), nil
-			}, soap.CodeAccessDenied},
+			}, soap.CodeAccessDenied, "pinned TLS client certificate"},
 	}
 	e := newEnv(t)
 	for _, r := range refusals {
@@ -189,6 +198,9 @@ func TestRefusals(t *testing.T) {
 			}
 			if got := faultCode(t, answer); got != r.wantCode {
 				t.Errorf("fault code %q, want %q: %s", got, r.wantCode, answer)
+			}
+			if got := faultString(t, answer); !strings.Contains(got, r.wantText) {
+				t.Errorf("fault says %q, want it to say %q", got, r.wantText)
 			}
 			if n := e.is.Hits(); n != 0 {
 				t.Errorf("the provider's information system was reached %d times", n)

@@ -319,6 +319,16 @@ func faultCode(t *testing.T, body []byte) string {
 	return m.Fault.Code
 }
 
+// faultString returns the fault string of a SOAP answer, or "".
+func faultString(t *testing.T, body []byte) string {
+	t.Helper()
+	m, err := soap.ParseResponse(body, soap.Limits{MaxBytes: 1 << 20, MaxDepth: 64})
+	if err != nil || m.Fault == nil {
+		return ""
+	}
+	return m.Fault.String
+}
+
 // logged returns the kinds of the message-log entries with message id.
 func logged(t *testing.T, l *messagelog.Log, id string) []messagelog.Kind {
 	t.Helper()
