@@ -420,16 +420,15 @@ func (l *Log) commit(batch []*request) error {
 					}
 					rec.Time = rec.Time.UTC()
 					e := Entry{Seq: head.seq + 1, Prev: head.hash, Record: rec}
-					stored := encodeStored(&e)
 					key := seqKey(e.Seq)
-					v, err := l.sealer.seal(bucketRecords, key, stored)
+					v, hash, err := l.sealer.sealEntry(bucketRecords, key, &e)
 					if err != nil {
 						return err
 					}
 					if err := b.Put(key, v); err != nil {
 						return err
 					}
-					head = link{seq: e.Seq, hash: e.Hash()}
+					head = link{seq: e.Seq, hash: hash}
 				}
 			}
 			return tx.Bucket(bucketChain).Put(keyHead, head.bytes())

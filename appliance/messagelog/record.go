@@ -46,13 +46,21 @@ const canonicalMagic = "QAPI-MESSAGELOG-1"
 // an entry's metadata only still proves the chain. When SignedSHA256 is
 // set it is used, else the digest of Signed is computed.
 func (e *Entry) Canonical() []byte {
+	return e.appendCanonical(make([]byte, 0, e.canonicalSize()))
+}
+
+// canonicalSize is the length of the canonical encoding.
+func (e *Entry) canonicalSize() int {
+	return len(canonicalMagic) + 9*4 + 8 + HashSize + 8 + len(e.Kind) + len(e.MessageID) +
+		len(e.Client) + len(e.Service) + len(e.ContentType) + HashSize
+}
+
+// appendCanonical appends the canonical encoding to b.
+func (e *Entry) appendCanonical(b []byte) []byte {
 	digest := e.SignedSHA256
 	if digest == (Hash{}) {
 		digest = sha256.Sum256(e.Signed)
 	}
-	n := len(canonicalMagic) + 9*4 + 8 + HashSize + 8 + len(e.Kind) + len(e.MessageID) +
-		len(e.Client) + len(e.Service) + len(e.ContentType) + HashSize
-	b := make([]byte, 0, n)
 	b = append(b, canonicalMagic...)
 	var u [8]byte
 	binary.BigEndian.PutUint64(u[:], e.Seq)
@@ -60,13 +68,12 @@ func (e *Entry) Canonical() []byte {
 	b = appendField(b, e.Prev[:])
 	binary.BigEndian.PutUint64(u[:], uint64(e.Time.UnixNano()))
 	b = appendField(b, u[:])
-	b = appendField(b, []byte(e.Kind))
-	b = appendField(b, []byte(e.MessageID))
-	b = appendField(b, []byte(e.Client))
-	b = appendField(b, []byte(e.Service))
-	b = appendField(b, []byte(e.ContentType))
-	b = appendField(b, digest[:])
-	return b
+	b = appendString(b, string(e.Kind))
+	b = appendString(b, e.MessageID)
+	b = appendString(b, e.Client)
+	b = appendString(b, e.Service)
+	b = appendString(b, e.ContentType)
+	return appendField(b, digest[:])
 }
 
 // Hash returns the SHA-256 of the entry's canonical encoding: the Prev of
@@ -74,6 +81,11 @@ func (e *Entry) Canonical() []byte {
 func (e *Entry) Hash() Hash { return sha256.Sum256(e.Canonical()) }
 
 func appendField(b, f []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+	return append(b, f...)
+}
+
+func appendString(b []byte, f string) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
 	return append(b, f...)
 }
@@ -167,6 +179,30 @@ func (s *sealer) seal(bucket, key, plain []byte) ([]byte, error) {
 		return nil, fmt.Errorf("drawing a nonce: %w", err)
 	}
 	return s.aead.Seal(out, out[1:1+ns], plain, sealAD(bucket, key)), nil
+}
+
+// sealEntry returns what the store keeps for e under bucket/key, sealed
+// as seal does, and e's Hash. It is seal(bucket, key, encodeStored(e))
+// and e.Hash() in one pass: the body is hashed once, and the stored
+// encoding is built and encrypted in place in the buffer returned. It sets
+// e.SignedSHA256.
+func (s *sealer) sealEntry(bucket, key []byte, e *Entry) ([]byte, Hash, error) {
+	if e.SignedSHA256 == (Hash{}) {
+		e.SignedSHA256 = sha256.Sum256(e.Signed)
+	}
+	ns := s.aead.NonceSize()
+	canonical := e.canonicalSize()
+	stored := canonical + 4 + len(e.Signed)
+	out := make([]byte, 1+ns, 1+ns+stored+s.aead.Overhead())
+	out[0] = sealVersion
+	if _, err := rand.Read(out[1 : 1+ns]); err != nil {
+		return nil, Hash{}, fmt.Errorf("drawing a nonce: %w", err)
+	}
+	plain := e.appendCanonical(out[1+ns:])
+	hash := sha256.Sum256(plain)
+	plain = appendField(plain, e.Signed)
+	// plain starts where the ciphertext goes: Seal encrypts in place.
+	return s.aead.Seal(out[:1+ns], out[1:1+ns], plain, sealAD(bucket, key)), hash, nil
 }
 
 // errOpen is returned (wrapped) when a sealed value fails to decrypt.
