@@ -26,7 +26,7 @@ var version = "dev"
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if name := filepath.Base(os.Args[0]); strings.HasPrefix(os.Args[0], "/user/") {
-		os.Exit(runProgram(name, os.Args[1:]))
+		os.Exit(appliance.runProgram(name, os.Args[1:]))
 	}
 	if err := boot(); err != nil {
 		// PID 1 must not exit: the kernel would panic and hide the message.

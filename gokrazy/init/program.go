@@ -15,10 +15,7 @@ import (
 	"github.com/qapi-az/qapi/gokrazy"
 )
 
-// Where the real programs and their logs live.
 const (
-	programsDir = "/gokrazy/programs"
-	logDir      = "/perm/log"
 	// logLimit bounds one log file; the previous one is kept as NAME.log.1.
 	logLimit = 4 << 20
 	// dontSupervise is the exit code that tells gokrazy not to restart a
@@ -26,48 +23,66 @@ const (
 	dontSupervise = 125
 )
 
-// runProgram runs the program name with args, copying its output to the
-// sinks, and returns its exit code, so that gokrazy sees the program's own
-// (exit code 125 keeps gokrazy from restarting it).
-func runProgram(name string, args []string) int {
-	if in, err := gokrazy.Load(gokrazy.ManifestPath); err == nil {
+// runner runs one supervised program with its output copied to the console
+// and a log file. Its fields are paths, so that tests can point them
+// elsewhere.
+type runner struct {
+	manifest string // the instance description
+	programs string // folder of the real programs
+	logs     string // folder of the log files
+	console  string // the console device
+	stderr   io.Writer
+}
+
+// appliance is the runner of the appliance's root slot.
+var appliance = runner{
+	manifest: gokrazy.ManifestPath,
+	programs: "/gokrazy/programs",
+	logs:     "/perm/log",
+	console:  "/dev/console",
+	stderr:   os.Stderr,
+}
+
+// runProgram runs the program name with args and returns its exit code, so
+// that gokrazy sees the program's own (125 keeps gokrazy from restarting
+// it). A program whose required files are missing is not started.
+func (r runner) runProgram(name string, args []string) int {
+	if in, err := gokrazy.Load(r.manifest); err == nil {
 		if p, ok := in.Program(name); ok {
 			for _, f := range p.Requires {
 				if _, err := os.Stat(f); err != nil {
-					msg := fmt.Sprintf("%s: not started: %s is missing; %s\n", name, f, p.Hint)
-					os.Stderr.WriteString(msg)
-					if c, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
-						c.WriteString(msg)
-						c.Close()
-					}
+					r.tell(fmt.Sprintf("%s: not started: %s is missing; %s\n", name, f, p.Hint))
 					return dontSupervise
 				}
 			}
 		}
 	}
-	cmd := exec.Command(filepath.Join(programsDir, name), args...)
+
+	cmd := exec.Command(filepath.Join(r.programs, name), args...)
 	cmd.Stdin = os.Stdin
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(r.stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 
-	sinks := []io.Writer{os.Stderr}
-	if c, err := os.OpenFile("/dev/console", os.O_WRONLY|os.O_APPEND, 0); err == nil {
+	sinks := []io.Writer{r.stderr}
+	if c, err := os.OpenFile(r.console, os.O_WRONLY|os.O_APPEND, 0); err == nil {
 		defer c.Close()
 		sinks = append(sinks, c)
 	}
-	if l, err := openLog(name); err == nil {
+	if l, err := r.openLog(name); err == nil {
 		defer l.Close()
 		sinks = append(sinks, l)
 	} else {
-		fmt.Fprintf(os.Stderr, "%s: no log file on /perm: %v\n", name, err)
+		fmt.Fprintf(r.stderr, "%s: no log file: %v\n", name, err)
 	}
 
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		pw.Close()
+		pr.Close()
+		r.tell(fmt.Sprintf("%s: not started: %v\n", name, err))
 		return 1
 	}
 	pw.Close()
@@ -76,6 +91,7 @@ func runProgram(name string, args []string) int {
 	// signal sent to this process alone must reach the program too.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	go func() {
 		for s := range sig {
 			cmd.Process.Signal(s)
@@ -108,13 +124,22 @@ func runProgram(name string, args []string) int {
 	return 0
 }
 
-// openLog opens /perm/log/NAME.log for appending, first moving a log past
+// tell writes a message to stderr and the console.
+func (r runner) tell(msg string) {
+	io.WriteString(r.stderr, msg)
+	if c, err := os.OpenFile(r.console, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+		c.WriteString(msg)
+		c.Close()
+	}
+}
+
+// openLog opens the program's log for appending, first moving a log past
 // logLimit aside.
-func openLog(name string) (*os.File, error) {
-	if err := os.MkdirAll(logDir, 0o700); err != nil {
+func (r runner) openLog(name string) (*os.File, error) {
+	if err := os.MkdirAll(r.logs, 0o700); err != nil {
 		return nil, err
 	}
-	p := filepath.Join(logDir, name+".log")
+	p := filepath.Join(r.logs, name+".log")
 	if fi, err := os.Stat(p); err == nil && fi.Size() > logLimit {
 		os.Rename(p, p+".1")
 	}
