@@ -37,13 +37,19 @@ type Kernel struct {
 // cacheDir, downloading it with apt-get download if needed, and returns the
 // path of the .deb. A metapackage is resolved to the package it depends on;
 // that needs apt's package lists (apt-get update) but no download of the
-// metapackage's own contents.
+// metapackage's own contents. Without the lists, a kernel package already in
+// cacheDir is used for DefaultPackage.
 func Fetch(cacheDir, pkg string) (string, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("creating kernel cache %s: %w", cacheDir, err)
 	}
 	name, err := resolve(pkg)
 	if err != nil {
+		// Offline, or without apt's lists: a kernel fetched before will do
+		// for the default package.
+		if deb, ok := cached(cacheDir, "linux-image-[0-9]*"); ok && pkg == DefaultPackage {
+			return deb, nil
+		}
 		return "", err
 	}
 	if deb, ok := cached(cacheDir, name); ok {
@@ -82,7 +88,8 @@ func resolve(pkg string) (string, error) {
 	return pkg, nil
 }
 
-// cached returns the newest-named .deb of package name in dir.
+// cached returns the last-named .deb of package name (a glob pattern) in
+// dir.
 func cached(dir, name string) (string, bool) {
 	m, _ := filepath.Glob(filepath.Join(dir, name+"_*.deb"))
 	if len(m) == 0 {
