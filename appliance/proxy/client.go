@@ -83,7 +83,7 @@ func (p *ClientProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (p *ClientProxy) serveExchange(w http.ResponseWriter, r *http.Request) {
 	rec := events.Record{Role: events.RoleClient, Received: p.cfg.Now()}
-	resp, hdr, f := p.exchange(r, &rec)
+	resp, hdr, f, passed := p.exchange(r, &rec)
 	rec.Done = p.cfg.Now()
 	rec.Result = events.ResultOK
 	if f != nil {
@@ -107,6 +107,9 @@ func (p *ClientProxy) serveExchange(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.cfg.Events.Emit(rec)
+	if f != nil && !passed && p.cfg.Refused != nil {
+		p.cfg.Refused(rec, f)
+	}
 }
 
 // writeWSDLAttachment answers a getWsdl response as X-Road clients expect
@@ -156,30 +159,32 @@ func readBounded(body io.Reader, limit int, size int64) ([]byte, bool, error) {
 }
 
 // exchange carries one request. On a fault it returns the request header
-// when the request parsed, for the fault to echo.
+// when the request parsed, for the fault to echo, and whether the fault is
+// the provider's server's, passed on.
 func (p *ClientProxy) exchange(r *http.Request, rec *events.Record) (*soap.Message,
-	*soap.Header, *soap.Fault) {
+	*soap.Header, *soap.Fault, bool) {
 	// Clause 5.2: a request is at most 10 KB; read one byte more to tell.
 	raw, over, err := readBounded(r.Body, p.cfg.Limits.MaxBytes, r.ContentLength)
 	rec.RequestBytes = len(raw)
 	if err != nil {
-		return nil, nil, fault(soap.CodeMalformed, "the request could not be read: %v", err)
+		return nil, nil, fault(soap.CodeMalformed, "the request could not be read: %v", err),
+			false
 	}
 	if over {
 		return nil, nil, fault(soap.CodeSizeExceeded, "the request is over %d bytes, the "+
-			"most clause 5.2 allows; send less data per request", p.cfg.Limits.MaxBytes)
+			"most clause 5.2 allows; send less data per request", p.cfg.Limits.MaxBytes), false
 	}
 	req, err := soap.ParseRequest(raw, p.cfg.Limits)
 	if err != nil {
-		return nil, nil, asFault(err, soap.CodeMalformed)
+		return nil, nil, asFault(err, soap.CodeMalformed), false
 	}
 	h := &req.Header
 	rec.MessageID, rec.Client, rec.Service = h.ID, h.Client.String(), h.Service.String()
 	if f := p.checkIS(r, h.Client); f != nil {
-		return nil, h, f
+		return nil, h, f, false
 	}
-	resp, f := p.send(r.Context(), req, rec)
-	return resp, h, f
+	resp, f, passed := p.send(r.Context(), req, rec)
+	return resp, h, f, passed
 }
 
 // checkIS enforces ISCerts: a client pinned to certificates is accepted
@@ -209,58 +214,59 @@ func (p *ClientProxy) checkIS(r *http.Request, client ident.Client) *soap.Fault 
 }
 
 // send signs, logs and delivers req to the provider's security server and
-// returns its verified, logged response.
+// returns its verified, logged response. On a fault it reports whether the
+// fault is the provider's server's, passed on.
 func (p *ClientProxy) send(ctx context.Context, req *soap.Message,
-	rec *events.Record) (*soap.Message, *soap.Fault) {
+	rec *events.Record) (*soap.Message, *soap.Fault, bool) {
 	h := &req.Header
 	client, provider := h.Client, h.Service.Client
 	if !p.cfg.serves(client) {
 		return nil, fault(soap.CodeUnknownClient, "this security server does not serve "+
 			"client %s; send its requests through its own security server, or add it "+
-			"to the served clients", client)
+			"to the served clients", client), false
 	}
 	conf, err := p.cfg.Source.Current()
 	if err != nil {
 		return nil, fault(soap.CodeStaleConf, "the security server has no valid global "+
-			"configuration and stops exchanging: %v", err)
+			"configuration and stops exchanging: %v", err), false
 	}
 	if !conf.HasClient(client) {
 		return nil, fault(soap.CodeUnknownClient, "client %s is not registered in the "+
-			"global configuration; register it with the operator", client)
+			"global configuration; register it with the operator", client), false
 	}
 	// Clause 3.7: a blocked participant neither sends nor is sent to.
 	if conf.IsBlocked(client) {
 		return nil, fault(soap.CodeBlocked, "client %s is blocked by the operator "+
-			"(clause 3.7); contact the operator", client)
+			"(clause 3.7); contact the operator", client), false
 	}
 	if conf.IsBlocked(provider) {
 		return nil, fault(soap.CodeBlocked, "provider %s is blocked by the operator "+
-			"(clause 3.7); its services are unavailable", provider)
+			"(clause 3.7); its services are unavailable", provider), false
 	}
 	if !conf.HasClient(provider) {
 		return nil, fault(soap.CodeUnknownService, "provider %s is not registered in the "+
-			"global configuration; check the service header", provider)
+			"global configuration; check the service header", provider), false
 	}
 	servers := providerServers(conf, provider)
 	if len(servers) == 0 {
 		return nil, fault(soap.CodeUnknownService, "no security server of %s serves "+
-			"provider %s in the global configuration", provider.Member(), provider)
+			"provider %s in the global configuration", provider.Member(), provider), false
 	}
 	signer := p.cfg.Signers[client.Member()]
 	if signer == nil {
 		return nil, fault(soap.CodeInternal, "this security server has no signing key for "+
-			"member %s; install its signing certificate", client.Member())
+			"member %s; install its signing certificate", client.Member()), false
 	}
 	now := p.cfg.Now()
 	body, ct, err := signer.Sign(req.Raw, now)
 	if err != nil {
-		return nil, fault(soap.CodeInternal, "signing the request failed: %v", err)
+		return nil, fault(soap.CodeInternal, "signing the request failed: %v", err), false
 	}
 	// Clause 2.2.2: the signed request is archived before it leaves.
 	if err := p.cfg.Log.Append(ctx, messagelog.Record{Kind: messagelog.KindRequest,
 		MessageID: h.ID, Client: rec.Client, Service: rec.Service, Time: now,
 		Signed: body, ContentType: ct}); err != nil {
-		return nil, logFault(err, "request")
+		return nil, logFault(err, "request"), false
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
@@ -269,18 +275,18 @@ func (p *ClientProxy) send(ctx context.Context, req *soap.Message,
 	respBody, respCT, f := p.post(ctx, servers, body, ct)
 	rec.Answered = p.cfg.Now()
 	if f != nil {
-		return nil, f
+		return nil, f, false
 	}
-	resp, f := p.checkResponse(conf, req, respBody, respCT)
+	resp, f, passed := p.checkResponse(conf, req, respBody, respCT)
 	if f != nil {
-		return nil, f
+		return nil, f, passed
 	}
 	if err := p.cfg.Log.Append(ctx, messagelog.Record{Kind: messagelog.KindResponse,
 		MessageID: h.ID, Client: rec.Client, Service: rec.Service, Time: p.cfg.Now(),
 		Signed: respBody, ContentType: respCT}); err != nil {
-		return nil, logFault(err, "response")
+		return nil, logFault(err, "response"), false
 	}
-	return resp, nil
+	return resp, nil, false
 }
 
 // providerServers returns the servers that serve provider and belong to
@@ -349,38 +355,38 @@ func isDialError(err error) bool {
 
 // checkResponse verifies a provider server's answer and returns the SOAP
 // response it carries. An unsigned text/xml answer is a fault of the
-// provider's server, passed on as it is.
+// provider's server, passed on as it is; the last result tells it so.
 func (p *ClientProxy) checkResponse(conf *globalconf.Conf, req *soap.Message, body []byte,
-	ct string) (*soap.Message, *soap.Fault) {
+	ct string) (*soap.Message, *soap.Fault, bool) {
 	provider := req.Header.Service.Client
 	mt, _, _ := mime.ParseMediaType(ct)
 	if mt == "text/xml" {
 		m, err := soap.ParseResponse(body, p.cfg.responseLimits())
 		if err == nil && m.Fault != nil {
-			return nil, m.Fault
+			return nil, m.Fault, true
 		}
 		return nil, fault(soap.CodeProviderFault, "the provider's security server "+
-			"answered with an unsigned message that is not a fault")
+			"answered with an unsigned message that is not a fault"), false
 	}
 	roots, err := p.pools.roots(conf)
 	if err != nil {
-		return nil, fault(soap.CodeStaleConf, "%v", err)
+		return nil, fault(soap.CodeStaleConf, "%v", err), false
 	}
 	v, err := sign.Verify(body, ct, sign.VerifyOptions{Roots: roots, Now: p.cfg.Now(),
 		Member: provider.Member(), MaxBytes: p.cfg.ResponseMaxBytes + SignatureOverhead,
 		CheckOCSP: p.cfg.CheckOCSP})
 	if err != nil {
-		return nil, asFault(err, soap.CodeBadSignature)
+		return nil, asFault(err, soap.CodeBadSignature), false
 	}
 	resp, err := soap.ParseResponse(v.SOAP, p.cfg.responseLimits())
 	if err != nil {
 		f := asFault(err, soap.CodeProviderFault)
 		return nil, fault(soap.CodeProviderFault, "the provider's signed response is not "+
-			"valid: %s: %s", f.Code, f.String)
+			"valid: %s: %s", f.Code, f.String), false
 	}
 	// The requestHash binds the response to this very request.
 	if err := soap.CheckRequestHash(resp, req.Raw); err != nil {
-		return nil, asFault(err, soap.CodeRequestHash)
+		return nil, asFault(err, soap.CodeRequestHash), false
 	}
 	rh, qh := &resp.Header, &req.Header
 	// A fault of the provider's information system may lack the headers;
@@ -388,9 +394,9 @@ func (p *ClientProxy) checkResponse(conf *globalconf.Conf, req *soap.Message, bo
 	headerless := resp.Fault != nil && rh.ID == "" && rh.Client.IsZero()
 	if !headerless && (rh.ID != qh.ID || rh.Client != qh.Client || rh.Service != qh.Service) {
 		return nil, fault(soap.CodeProviderFault, "the provider's response headers (id, "+
-			"client, service) do not match the request")
+			"client, service) do not match the request"), false
 	}
-	return resp, nil
+	return resp, nil, false
 }
 
 // peer returns the HTTP client for one provider security server: TLS 1.3
@@ -606,13 +612,14 @@ func (p *ClientProxy) serveWSDL(w http.ResponseWriter, r *http.Request) {
 		MessageID: h.ID, Client: client.String(), Service: h.Service.String(),
 		RequestBytes: len(raw)}
 	var resp *soap.Message
+	passed := false
 	req, err := soap.ParseRequest(raw, p.cfg.Limits)
 	f := asFaultOrNil(err)
 	if f == nil {
 		f = p.checkIS(r, client)
 	}
 	if f == nil {
-		resp, f = p.send(r.Context(), req, &rec)
+		resp, f, passed = p.send(r.Context(), req, &rec)
 	}
 	var wsdl []byte
 	if f == nil {
@@ -627,6 +634,9 @@ func (p *ClientProxy) serveWSDL(w http.ResponseWriter, r *http.Request) {
 	if f != nil {
 		rec.Result, rec.FaultCode = events.ResultFault, f.Code
 		p.cfg.Events.Emit(rec)
+		if !passed && p.cfg.Refused != nil {
+			p.cfg.Refused(rec, f)
+		}
 		writeFault(w, f, &h)
 		return
 	}

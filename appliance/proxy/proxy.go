@@ -136,6 +136,12 @@ type Config struct {
 	ISCerts map[string]ident.Client
 	// CheckOCSP, when set, judges the signer's stapled OCSP response.
 	CheckOCSP func(cert, issuer *x509.Certificate, ocsp []byte) error
+	// Refused, when set, is told of every exchange this proxy refuses
+	// itself, with its completed record and the fault it answered; not of
+	// faults that the provider's server or information system answered and
+	// the client proxy passed on. The security server reports the security
+	// events among them to the operator (6.8). It must not block.
+	Refused func(rec events.Record, f *soap.Fault)
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

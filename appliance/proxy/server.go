@@ -110,6 +110,9 @@ func (p *ServerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(body)
 	}
 	p.cfg.Events.Emit(rec)
+	if f != nil && p.cfg.Refused != nil {
+		p.cfg.Refused(rec, f)
+	}
 }
 
 func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, string,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/acl"
+	"github.com/qapi-az/qapi/appliance/archive"
 	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/appliance/replay"
 )
@@ -22,8 +23,14 @@ type Config struct {
 	Listen   Listen   `json:"listen"`
 	TLS      TLSFiles `json:"tls"`
 
+	// KeyStore is "tpm" (keys sealed by the TPM, clause 6.2.3) or "dev"
+	// (keys in plain files under KeyDir, for development). Empty means
+	// "dev" when KeyDir is set, else "tpm".
+	KeyStore string `json:"keyStore,omitempty"`
 	// KeyDir is the folder of the development key store (keys.FileStore).
-	KeyDir string `json:"keyDir"`
+	KeyDir string `json:"keyDir,omitempty"`
+	// TPM configures the TPM-sealed key store.
+	TPM TPMConfig `json:"tpm,omitzero"`
 	// Anchor and GlobalConf are the configuration anchor and the signed
 	// global configuration files (4.1.2.3-4.1.2.5).
 	Anchor     string `json:"anchor"`
@@ -47,6 +54,21 @@ type Config struct {
 	MonitorSocket string `json:"monitorSocket,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
+
+	// OCSP says whether our signatures carry OCSP responses and peers'
+	// must (2.3, 6.4).
+	OCSP OCSPConfig `json:"ocsp,omitzero"`
+	// Timestamps configures the message log's time stamps (6.3).
+	Timestamps TimestampConfig `json:"timestamps,omitzero"`
+	// Archive, when set, moves the message log into archive files (3.8.4).
+	Archive *ArchiveConfig `json:"archive,omitempty"`
+	// Incidents configures the reports of security events (6.8).
+	Incidents IncidentConfig `json:"incidents,omitzero"`
+	// Manage, when set, serves the management API (4.1.2).
+	Manage *ManageConfig `json:"manage,omitempty"`
+	// NetConfig is the network configuration file (package netconfig) whose
+	// links the monitoring station is shown; empty for none.
+	NetConfig string `json:"netconfig,omitempty"`
 
 	dir string // folder of the file, for relative paths
 }
@@ -137,6 +159,97 @@ type Limits struct {
 	MaxConcurrent int `json:"maxConcurrent,omitempty"`
 }
 
+// Key store kinds.
+const (
+	KeyStoreTPM = "tpm"
+	KeyStoreDev = "dev"
+)
+
+// TPMConfig configures the TPM-sealed key store (package tpm).
+type TPMConfig struct {
+	// Dir holds the sealed key blobs (DefaultSealedDir).
+	Dir string `json:"dir,omitempty"`
+	// Devices are the TPM device paths or swtpm sockets tried in order
+	// (tpm.DevicePaths).
+	Devices []string `json:"devices,omitempty"`
+	// Authority is a PEM public key (ECDSA P-256) of the operator whose
+	// approvals of a boot state unseal the keys, and Approval the approval
+	// file of the running image. Without Authority the keys are sealed to
+	// the current PCR values.
+	Authority string `json:"authority,omitempty"`
+	Approval  string `json:"approval,omitempty"`
+}
+
+// DefaultSealedDir is where the appliance keeps its sealed keys.
+const DefaultSealedDir = "/perm/qapi/sealed"
+
+// OCSP modes.
+const (
+	OCSPAuto = "auto"
+	OCSPOff  = "off"
+)
+
+// OCSPConfig configures OCSP stapling and checking.
+type OCSPConfig struct {
+	// Mode is "auto" (the default): where the global configuration lists
+	// OCSP responders for a certification centre, signatures by its
+	// certificates carry a fresh response and peers' must; "off" neither
+	// staples nor checks.
+	Mode string `json:"mode,omitempty"`
+}
+
+// TimestampConfig configures the message log's time stamps.
+type TimestampConfig struct {
+	// Off leaves the log unstamped (development only; clause 6.3 wants
+	// stamps).
+	Off bool `json:"off,omitempty"`
+	// Interval is how often the chain head is stamped ("1m"); Grace how
+	// long entries may wait for a stamp before exchanges stop (ten
+	// intervals).
+	Interval Duration `json:"interval,omitempty"`
+	Grace    Duration `json:"grace,omitempty"`
+}
+
+// ArchiveConfig configures the archiving procedure of clause 3.8.4.
+type ArchiveConfig struct {
+	// Dir receives the archive files. Required.
+	Dir string `json:"dir"`
+	// Readers are PEM certificate files of the persons who may read the
+	// archives; each file is encrypted to all of them. Required.
+	Readers []string `json:"readers"`
+	// Period is how often entries are archived ("24h").
+	Period Duration `json:"period,omitempty"`
+	// Level is the default archive level: full, metadata or link ("full");
+	// Services sets levels by service, provider or member prefix.
+	Level    string            `json:"level,omitempty"`
+	Services map[string]string `json:"services,omitempty"`
+	// Retention is how long files are kept; zero keeps them forever.
+	Retention Duration `json:"retention,omitempty"`
+	// MaxEntries bounds the entries of one file (2000).
+	MaxEntries int `json:"maxEntries,omitempty"`
+}
+
+// IncidentConfig configures the reports of security events to the portal.
+type IncidentConfig struct {
+	// Off sends no reports.
+	Off bool `json:"off,omitempty"`
+	// Queue is how many reports wait for the portal (256); more are
+	// dropped and counted.
+	Queue int `json:"queue,omitempty"`
+}
+
+// ManageConfig configures the management API.
+type ManageConfig struct {
+	// Listen is its address on the internal network. Required.
+	Listen string `json:"listen"`
+	// Dir holds the registration state, the imported certificates and the
+	// connection file manage.json. Required.
+	Dir string `json:"dir"`
+	// Hosts are the names and addresses its TLS certificate is for (the
+	// host of Listen when empty).
+	Hosts []string `json:"hosts,omitempty"`
+}
+
 // Duration reads and writes JSON as a Go duration string such as "30s".
 type Duration time.Duration
 
@@ -207,6 +320,9 @@ func (c *Config) Check() error {
 	if c.Limits.MaxConcurrent == 0 {
 		c.Limits.MaxConcurrent = DefaultMaxConcurrent
 	}
+	if err := c.checkAdded(); err != nil {
+		return err
+	}
 	member, err := ident.ParseClient(c.Identity.Member)
 	if err != nil {
 		return fmt.Errorf("identity.member: %w", err)
@@ -229,8 +345,8 @@ func (c *Config) Check() error {
 		}
 	}
 	for name, v := range map[string]string{"tls.authCert": c.TLS.AuthCert,
-		"tls.signingCert": c.TLS.SigningCert, "keyDir": c.KeyDir,
-		"messageLog": c.MessageLog, "configDB": c.ConfigDB} {
+		"tls.signingCert": c.TLS.SigningCert,
+		"messageLog":      c.MessageLog, "configDB": c.ConfigDB} {
 		if v == "" {
 			return fmt.Errorf("%s is empty", name)
 		}
@@ -322,4 +438,101 @@ func (c *Config) path(p string) string {
 		return p
 	}
 	return filepath.Join(c.dir, p)
+}
+
+// Defaults of the added sections.
+const (
+	DefaultStampInterval  = time.Minute
+	DefaultArchivePeriod  = 24 * time.Hour
+	DefaultIncidentQueue  = 256
+	DefaultStatusInterval = 10 * time.Second
+)
+
+// checkAdded fills in and checks keyStore, tpm, ocsp, timestamps, archive,
+// incidents and manage.
+func (c *Config) checkAdded() error {
+	if c.KeyStore == "" {
+		c.KeyStore = KeyStoreTPM
+		if c.KeyDir != "" {
+			c.KeyStore = KeyStoreDev
+		}
+	}
+	switch c.KeyStore {
+	case KeyStoreTPM:
+		if c.TPM.Dir == "" {
+			c.TPM.Dir = DefaultSealedDir
+		}
+		if (c.TPM.Authority == "") != (c.TPM.Approval == "") {
+			return errors.New("tpm.authority and tpm.approval go together: the image's " +
+				"approval is checked against the operator's key")
+		}
+	case KeyStoreDev:
+		if c.KeyDir == "" {
+			return errors.New("keyStore \"dev\" needs keyDir, the folder of the key files")
+		}
+	default:
+		return fmt.Errorf("keyStore %q is not \"tpm\" or \"dev\"", c.KeyStore)
+	}
+	if c.OCSP.Mode == "" {
+		c.OCSP.Mode = OCSPAuto
+	}
+	if c.OCSP.Mode != OCSPAuto && c.OCSP.Mode != OCSPOff {
+		return fmt.Errorf("ocsp.mode %q is not \"auto\" or \"off\"", c.OCSP.Mode)
+	}
+	if c.Timestamps.Interval == 0 {
+		c.Timestamps.Interval = Duration(DefaultStampInterval)
+	}
+	if c.Timestamps.Grace == 0 {
+		c.Timestamps.Grace = 10 * c.Timestamps.Interval
+	}
+	if c.Timestamps.Interval < 0 || c.Timestamps.Grace < 0 {
+		return errors.New("timestamps.interval and grace must not be negative")
+	}
+	if c.Incidents.Queue == 0 {
+		c.Incidents.Queue = DefaultIncidentQueue
+	}
+	if a := c.Archive; a != nil {
+		if a.Dir == "" || len(a.Readers) == 0 {
+			return errors.New("archive needs dir and at least one reader certificate " +
+				"(clause 3.8.4: the persons who may read the archives)")
+		}
+		if a.Period == 0 {
+			a.Period = Duration(DefaultArchivePeriod)
+		}
+		if a.Period < 0 || a.Retention < 0 || a.MaxEntries < 0 {
+			return errors.New("archive.period, retention and maxEntries must not be negative")
+		}
+		if _, err := a.policy(); err != nil {
+			return err
+		}
+	}
+	if m := c.Manage; m != nil && (m.Listen == "" || m.Dir == "") {
+		return errors.New("manage needs listen and dir")
+	}
+	return nil
+}
+
+// policy returns the archive policy of a.
+func (a *ArchiveConfig) policy() (archive.Policy, error) {
+	level := func(name, s string) (archive.Level, error) {
+		switch l := archive.Level(s); l {
+		case "":
+			return archive.LevelFull, nil
+		case archive.LevelFull, archive.LevelMetadata, archive.LevelLink:
+			return l, nil
+		}
+		return "", fmt.Errorf("%s %q is not full, metadata or link", name, s)
+	}
+	p := archive.Policy{Retention: time.Duration(a.Retention),
+		Services: map[string]archive.Level{}}
+	var err error
+	if p.Default, err = level("archive.level", a.Level); err != nil {
+		return p, err
+	}
+	for k, v := range a.Services {
+		if p.Services[k], err = level("archive.services["+k+"]", v); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
 }

@@ -165,6 +165,8 @@ func newNode(t *testing.T, e *env, member ident.Client, code string, clients []i
 		KeyDir:     "keys",
 		MessageLog: "messagelog.db",
 		ConfigDB:   "conf.db",
+		// Most tests move the clock; a test of time stamps turns them on.
+		Timestamps: server.TimestampConfig{Off: true},
 	}
 	for _, c := range clients {
 		cfg.Identity.Clients = append(cfg.Identity.Clients, c.String())

@@ -26,11 +26,13 @@ import (
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/acl"
+	"github.com/qapi-az/qapi/appliance/archive"
 	"github.com/qapi-az/qapi/appliance/events"
 	"github.com/qapi-az/qapi/appliance/globalconf"
 	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/appliance/keys"
 	"github.com/qapi-az/qapi/appliance/messagelog"
+	"github.com/qapi-az/qapi/appliance/ocsp"
 	"github.com/qapi-az/qapi/appliance/proxy"
 	"github.com/qapi-az/qapi/appliance/replay"
 	"github.com/qapi-az/qapi/appliance/sign"
@@ -50,13 +52,24 @@ type Options struct {
 	// when nil. It must not block.
 	Events events.Sink
 	// OCSP, when set, returns the OCSP response to staple to signatures.
-	// TODO: staple (appliance/ocsp.Stapler) and check OCSP by default once the
-	// portal's responder addresses are in the global configuration.
+	// When nil, and Config.OCSP.Mode is "auto", the server staples a fresh
+	// response from the responder of its signing certificate
+	// (appliance/ocsp.Stapler) while the global configuration lists OCSP
+	// responders for the certification centre that issued it (2.3, 6.4).
 	OCSP func() ([]byte, error)
-	// CheckOCSP, when set, judges the peers' stapled OCSP responses.
+	// CheckOCSP, when set, judges the peers' stapled OCSP responses. When
+	// nil, and Config.OCSP.Mode is "auto", an ocsp.Checker judges them
+	// wherever the global configuration lists OCSP responders for the
+	// peer's certification centre, and a revoked certificate is reported
+	// as an incident.
 	CheckOCSP func(cert, issuer *x509.Certificate, ocsp []byte) error
-	// Stamper, when set, time-stamps the message log.
+	// Stamper, when set, time-stamps the message log. When nil, unless
+	// Config.Timestamps.Off, the log is stamped by the first time-stamping
+	// authority of the global configuration in use (6.3).
 	Stamper messagelog.Stamper
+	// Archived, when set, is told of each archiving round (Config.Archive):
+	// the files written and pruned, or the round's error.
+	Archived func(written, pruned []string, err error)
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// ErrorLog receives the listeners' connection errors (TLS handshakes
@@ -67,13 +80,24 @@ type Options struct {
 // Server is a configured security server.
 type Server struct {
 	cfg    *Config
+	opts   Options
+	src    globalconf.Source
 	errLog *log.Logger
-	db     *bolt.DB
-	log    *messagelog.Log
-	acl    *acl.Store
-	replay *replay.Store
-	client *proxy.ClientProxy
-	server *proxy.ServerProxy
+
+	signCert, authCert *x509.Certificate
+	checker            *ocsp.Checker
+	inc                *incidents // nil when reports are off
+	stamped            bool       // the log has a Stamper
+	archive            *archive.Archiver
+	bgCtx              context.Context // ends background work at Shutdown
+	bgCancel           context.CancelFunc
+	bg                 sync.WaitGroup
+	db                 *bolt.DB
+	log                *messagelog.Log
+	acl                *acl.Store
+	replay             *replay.Store
+	client             *proxy.ClientProxy
+	server             *proxy.ServerProxy
 
 	clientTLS *tls.Config
 	// fileConf or fetcher gives the global configuration unless
@@ -103,13 +127,16 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	if opts.Keys == nil {
 		return nil, errors.New("server: no key store")
 	}
-	s = &Server{cfg: cfg, listeners: map[string]net.Listener{}, errc: make(chan error, 4),
-		errLog: opts.ErrorLog, stop: make(chan struct{})}
+	s = &Server{cfg: cfg, opts: opts, listeners: map[string]net.Listener{},
+		errc: make(chan error, 4), errLog: opts.ErrorLog, stop: make(chan struct{})}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	if s.errLog == nil {
 		s.errLog = log.New(io.Discard, "", 0)
 	}
 	defer func() {
 		if err != nil {
+			s.bgCancel()
+			s.bg.Wait()
 			s.closeStores()
 		}
 	}()
@@ -120,6 +147,7 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 			return nil, err
 		}
 	}
+	s.src = src
 	member := cfg.MemberID()
 	signKey, err := opts.Keys.Signer(keys.Signing)
 	if err != nil {
@@ -147,13 +175,21 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	for _, c := range authChain {
 		authCert.Certificate = append(authCert.Certificate, c.Raw)
 	}
+	s.signCert, s.authCert = signChain[0], authChain[0]
 	logKey, err := opts.Keys.Secret(keys.LogEncryption)
 	if err != nil {
 		return nil, fmt.Errorf("message log key: %w", err)
 	}
 
+	stamper := opts.Stamper
+	if stamper == nil && !cfg.Timestamps.Off {
+		stamper = &confStamper{src: src}
+	}
+	s.stamped = stamper != nil
 	s.log, err = messagelog.Open(messagelog.Options{Path: cfg.path(cfg.MessageLog),
-		Key: logKey, Stamper: opts.Stamper, Now: opts.Now})
+		Key: logKey, Stamper: stamper, Now: opts.Now,
+		StampInterval: time.Duration(cfg.Timestamps.Interval),
+		StampGrace:    time.Duration(cfg.Timestamps.Grace)})
 	if err != nil {
 		return nil, fmt.Errorf("open message log %s: %w", cfg.MessageLog, err)
 	}
@@ -186,11 +222,31 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 		c, _ := ident.ParseClient(p.Client)
 		isCerts[p.CertSHA256] = c
 	}
+	staple, checkOCSP := opts.OCSP, opts.CheckOCSP
+	if cfg.OCSP.Mode == OCSPAuto {
+		if staple == nil {
+			staple = (&stapling{src: src, cert: signChain[0], ctx: s.bgCtx,
+				wg: &s.bg}).Response
+		}
+		if checkOCSP == nil {
+			s.checker = &ocsp.Checker{Source: src, Now: opts.Now}
+			checkOCSP = s.checkOCSP
+		}
+	}
+	if !cfg.Incidents.Off {
+		s.inc = &incidents{src: src, key: authKey, cert: authChain[0].Raw,
+			size: cfg.Incidents.Queue, ctx: s.bgCtx, wg: &s.bg}
+	}
+	if cfg.Archive != nil {
+		if s.archive, err = s.archiver(); err != nil {
+			return nil, err
+		}
+	}
 	pc := proxy.Config{
 		Clients: clients,
 		Source:  src,
 		Signers: map[ident.Client]*sign.Signer{member: {Key: signKey, Cert: signChain[0],
-			Chain: signChain[1:], OCSP: opts.OCSP}},
+			Chain: signChain[1:], OCSP: staple}},
 		AuthCert: authCert,
 		Log:      s.log,
 		Events:   opts.Events,
@@ -203,7 +259,8 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 		Timeout:          time.Duration(cfg.Limits.Timeout),
 		MaxConcurrent:    cfg.Limits.MaxConcurrent,
 		ISCerts:          isCerts,
-		CheckOCSP:        opts.CheckOCSP,
+		CheckOCSP:        checkOCSP,
+		Refused:          s.refused,
 		Now:              opts.Now,
 	}
 	if s.client, err = proxy.NewClientProxy(pc); err != nil {
@@ -449,6 +506,21 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go s.watchGlobalConf()
 	}
+	if s.archive != nil {
+		report := s.opts.Archived
+		if report == nil {
+			report = func(_, _ []string, err error) {
+				if err != nil {
+					s.errLog.Printf("archiving the message log: %v", err)
+				}
+			}
+		}
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.archive.Every(s.bgCtx, time.Duration(s.cfg.Archive.Period), report)
+		}()
+	}
 	if s.fetcher != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.wg.Add(2)
@@ -508,6 +580,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	s.bgCancel()
+	s.bg.Wait()
 	errs = append(errs, s.closeStores())
 	return errors.Join(errs...)
 }
@@ -530,4 +604,12 @@ func (s *Server) closeStores() error {
 		errs = append(errs, s.log.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// now is the server's clock.
+func (s *Server) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
 }
