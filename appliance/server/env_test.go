@@ -66,16 +66,20 @@ type clock struct{ offset atomic.Int64 }
 
 func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
 
-// sink collects event records.
+// sink collects event records, and passes them on to next when set.
 type sink struct {
 	mu   sync.Mutex
 	recs []events.Record
+	next atomic.Pointer[events.Sink]
 }
 
 func (s *sink) Emit(r events.Record) {
 	s.mu.Lock()
 	s.recs = append(s.recs, r)
 	s.mu.Unlock()
+	if n := s.next.Load(); n != nil {
+		(*n).Emit(r)
+	}
 }
 
 func (s *sink) last() events.Record {
@@ -204,6 +208,13 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
 // configuration.
 func newEnvWith(t *testing.T, editProvider func(e *env, c *server.Config)) *env {
 	t.Helper()
+	return newEnvEdit(t, editProvider, nil)
+}
+
+// newEnvEdit is newEnv with a last change to each server's configuration.
+func newEnvEdit(t *testing.T, editProvider, editClient func(e *env,
+	c *server.Config)) *env {
+	t.Helper()
 	e := &env{is: sampleis.New()}
 	e.ca = must[*testpki.CA](t)(testpki.NewCA("Qapı test CA"))
 	ists := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -240,6 +251,9 @@ func newEnvWith(t *testing.T, editProvider func(e *env, c *server.Config)) *env 
 			c.TLS.ClientHTTPSKey = filepath.Join(dir, "is.key")
 			c.ISCerts = []server.ISCert{{Client: clientMember.String(),
 				CertSHA256: globalconf.CertHash(e.isTLS.Cert.Raw)}}
+			if editClient != nil {
+				editClient(e, c)
+			}
 		})
 	e.clientHTTPSURL = "https://" + e.c.srv.Addr(server.RoleClientHTTPS) + "/"
 	e.setConf(nil)

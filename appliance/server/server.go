@@ -226,7 +226,7 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	if cfg.OCSP.Mode == OCSPAuto {
 		if staple == nil {
 			staple = (&stapling{src: src, cert: signChain[0], ctx: s.bgCtx,
-				wg: &s.bg}).Response
+				wg: &s.bg, report: s.report}).Response
 		}
 		if checkOCSP == nil {
 			s.checker = &ocsp.Checker{Source: src, Now: opts.Now}

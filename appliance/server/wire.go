@@ -55,6 +55,8 @@ type stapling struct {
 	cert *x509.Certificate
 	ctx  context.Context // ends the staplers' refresh loops
 	wg   *sync.WaitGroup
+	// report tells the operator that our own certificate is revoked (6.8).
+	report func(incident.Report)
 
 	mu      sync.Mutex
 	key     string // issuer and URL of st
@@ -69,7 +71,13 @@ func (s *stapling) Response() ([]byte, error) {
 	if st == nil || err != nil {
 		return nil, err
 	}
-	return st.Response()
+	der, err := st.Response()
+	if errors.Is(err, ocsp.ErrRevoked) {
+		s.report(incident.Report{Kind: incident.RevokedCert, Detail: fmt.Sprintf(
+			"this server's signing certificate (serial %s) is revoked; it signs nothing",
+			s.cert.SerialNumber)})
+	}
+	return der, err
 }
 
 func (s *stapling) stapler() (*ocsp.Stapler, error) {

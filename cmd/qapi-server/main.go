@@ -13,8 +13,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -77,28 +79,64 @@ func run(configPath string) error {
 	handler := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
 	logger := slog.New(handler)
 
-	store, err := keys.NewFileStore(cfg.KeyDirPath())
+	store, err := server.OpenKeyStore(cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	// Clause 6.2.3 wants the keys protected; this build keeps them in files.
-	logger.Warn(keys.DevMode, "keyDir", store.Dir())
+	if cfg.KeyStore == server.KeyStoreDev {
+		// Clause 6.2.3 wants the keys protected; these are in plain files.
+		logger.Warn(keys.DevMode, "keyDir", cfg.KeyDirPath())
+	} else {
+		logger.Info("keys sealed by the TPM", "dir", cfg.TPM.Dir)
+	}
+	errLog := slog.NewLogLogger(handler, slog.LevelWarn)
 
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if cfg.Manage != nil {
+		api, err := server.StartManage(cfg, store, nil, errLog)
+		if err != nil {
+			return err
+		}
+		defer api.Close()
+		logger.Info("management API started", "addr", api.Addr(), "conn", api.ConnFile())
+	}
+
+	// The status sent to the monitoring station needs the server, which
+	// needs the sink: the sink asks once the server exists.
+	var running atomic.Pointer[server.Server]
 	var sink events.Sink = events.Discard
 	if cfg.MonitorSocket != "" {
-		ss := events.NewSocketSink(cfg.MonitorSocketPath(), events.SocketOptions{})
+		ss := events.NewSocketSink(cfg.MonitorSocketPath(), events.SocketOptions{
+			Status: func() events.Status {
+				if srv := running.Load(); srv != nil {
+					return srv.Status()
+				}
+				return events.Status{Time: time.Now()}
+			}})
 		defer ss.Close()
 		sink = ss
 	}
 	ls := newLogSink(logger, sink)
 	defer ls.close()
 
-	srv, err := server.New(cfg, server.Options{Keys: store, Events: ls,
-		ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)})
+	opts := server.Options{Keys: store, Events: ls, ErrorLog: errLog,
+		Archived: func(written, pruned []string, err error) {
+			if err != nil {
+				logger.Error("archiving the message log failed; retried next period",
+					"err", err)
+				return
+			}
+			if len(written)+len(pruned) > 0 {
+				logger.Info("message log archived", "written", written, "pruned", pruned)
+			}
+		}}
+	srv, err := newServer(ctx, logger, cfg, opts)
 	if err != nil {
 		return err
 	}
+	running.Store(srv)
 	if err := srv.Start(); err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -109,8 +147,6 @@ func run(configPath string) error {
 		"clientHTTPS", srv.Addr(server.RoleClientHTTPS),
 		"server", srv.Addr(server.RoleServer))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	var serveErr error
@@ -139,6 +175,30 @@ wait:
 	}
 	logger.Info("stopped", "logLinesDropped", ls.dropped.Load())
 	return serveErr
+}
+
+// registrationWait is how often a server waiting for registration looks
+// for its certificates and anchor.
+const registrationWait = 10 * time.Second
+
+// newServer builds the server. With a management API configured, a server
+// whose certificates or anchor are not there yet waits for them: `qapi
+// register` puts them there through the API.
+func newServer(ctx context.Context, logger *slog.Logger, cfg *server.Config,
+	opts server.Options) (*server.Server, error) {
+	for {
+		srv, err := server.New(cfg, opts)
+		if err == nil || cfg.Manage == nil || !errors.Is(err, fs.ErrNotExist) {
+			return srv, err
+		}
+		logger.Warn("waiting for registration: certificates or anchor missing; "+
+			"register with 'qapi register' through the management API", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped before registration: %w", err)
+		case <-time.After(registrationWait):
+		}
+	}
 }
 
 // logSink logs one line per exchange and passes the record on. Emit never
