@@ -1,0 +1,164 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/appliance/events"
+	"github.com/qapi-az/qapi/appliance/manage"
+	"github.com/qapi-az/qapi/appliance/messagelog"
+	"github.com/qapi-az/qapi/appliance/server"
+	"github.com/qapi-az/qapi/monitor"
+)
+
+// TestMonitorDownThenUp is the local monitoring station's case (2.6):
+// under load with the station stopped, exchanges go on without a fault and
+// every answered exchange is in the message log; once the station starts it
+// shows the records the server dropped and receives new ones, with the
+// server's status.
+func TestMonitorDownThenUp(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(t.TempDir(), "monitor.sock")
+	ss := events.NewSocketSink(sock, events.SocketOptions{Buffer: 4,
+		Status: e.c.srv.Status, StatusInterval: 20 * time.Millisecond})
+	defer ss.Close()
+	var sink events.Sink = ss
+	e.c.events.next.Store(&sink)
+
+	var mu sync.Mutex
+	var answered []string
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 8 {
+				id := newID()
+				status, body := call(t, http.DefaultClient, e.clientURL(),
+					getPersonReq2(e, id))
+				if status != 200 {
+					t.Errorf("worker %d: status %d: %s", w, status, body)
+					continue
+				}
+				mu.Lock()
+				answered = append(answered, id)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	var inLog []string
+	e.c.srv.MessageLog().Entries(1, 0, func(en *messagelog.Entry) error {
+		if en.Kind == messagelog.KindResponse {
+			inLog = append(inLog, en.MessageID)
+		}
+		return nil
+	})
+	for _, id := range answered {
+		if !slices.Contains(inLog, id) {
+			t.Errorf("answered exchange %s has no response in the message log", id)
+		}
+	}
+	dropped := ss.Dropped()
+	if dropped == 0 {
+		t.Fatalf("no record dropped with the station down and a buffer of 4")
+	}
+
+	st, err := monitor.New(monitor.Config{Socket: sock,
+		History: filepath.Join(t.TempDir(), "history.db"), Disk: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	report := func() *monitor.Report {
+		r, err := st.Report()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	eventually(t, "the station to show the dropped total", func() bool {
+		return report().Stats.Dropped == dropped
+	})
+	before := report().Received
+	for range 3 {
+		if status, body := call(t, http.DefaultClient, e.clientURL(),
+			getPersonReq2(e, newID())); status != 200 {
+			t.Fatalf("status %d: %s", status, body)
+		}
+	}
+	eventually(t, "the station to receive the new records", func() bool {
+		return report().Received >= before+3
+	})
+	eventually(t, "the server's status", func() bool {
+		s := report().Server
+		return s != nil && len(s.Certificates) == 2 && s.GlobalConfSerial == 1
+	})
+}
+
+// TestManageAPI shows the management API (4.1.2) as the server serves it:
+// a request with the connection file's token works, one without is
+// refused.
+func TestManageAPI(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &server.Config{Identity: server.Identity{Member: "AZ/GOV/1001", ServerCode: "ss1"},
+		Listen: server.Listen{Server: "127.0.0.1:0"},
+		TLS:    server.TLSFiles{AuthCert: "auth.pem", SigningCert: "sign.pem"},
+		KeyDir: "keys", MessageLog: "m.db", ConfigDB: "c.db",
+		Manage: &server.ManageConfig{Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "manage")},
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	keys := &memKeys{sign: e.c.sign.Key, auth: e.c.auth.Key, secret: make([]byte, 32)}
+	api, err := server.StartManage(cfg, keys, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+
+	c, err := manage.DialAPI(api.ConnFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status map[string]any
+	if err := c.Do(context.Background(), "GET", "/api/status", nil, &status); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+
+	b, err := os.ReadFile(api.ConnFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn manage.Conn
+	if err := json.Unmarshal(b, &conn); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(conn.Cert))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool}}}
+	resp, err := hc.Get(conn.URL + "/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		t.Errorf("without the token: %s, want 401 or 403", resp.Status)
+	}
+}
