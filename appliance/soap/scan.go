@@ -97,10 +97,15 @@ type scanner struct {
 	stack    []frame
 	closing  bool              // a self-closing element's end token is due
 	names    map[string]string // interned names and namespaces
-	checked  map[string]bool   // non-ASCII names already found valid
-	rawAttrs []rawAttr         // reused for every start tag
-	attrs    []attribute       // reused for every start tag
-	buf      []byte            // text with its references replaced
+	recent   [64]string        // names interned lately, by a hash of their bytes
+	// lastPrefix was last resolved to lastURI, and no binding has changed
+	// since when lastOK.
+	lastPrefix, lastURI string
+	lastOK              bool
+	checked             map[string]bool // non-ASCII names already found valid
+	rawAttrs            []rawAttr       // reused for every start tag
+	attrs               []attribute     // reused for every start tag
+	buf                 []byte          // text with its references replaced
 }
 
 func newScanner(raw []byte, maxDepth int) *scanner {
@@ -148,6 +153,18 @@ func (s *scanner) eof() *Fault {
 
 // lookup returns the namespace bound to prefix, and whether one is.
 func (s *scanner) lookup(prefix string) (string, bool) {
+	if s.lastOK && prefix == s.lastPrefix {
+		return s.lastURI, true
+	}
+	uri, ok := s.resolve(prefix)
+	if ok {
+		s.lastPrefix, s.lastURI, s.lastOK = prefix, uri, true
+	}
+	return uri, ok
+}
+
+// resolve is lookup without its one-entry cache.
+func (s *scanner) resolve(prefix string) (string, bool) {
 	if prefix == "xml" {
 		return nsXML, true
 	}
@@ -163,7 +180,15 @@ func (s *scanner) lookup(prefix string) (string, bool) {
 // intern returns b as a string, allocating once per distinct value in a
 // message.
 func (s *scanner) intern(b []byte) string {
+	h := 0
+	if len(b) > 0 {
+		h = (len(b)*7 + int(b[0])*3 + int(b[len(b)-1])) & (len(s.recent) - 1)
+	}
+	if s.recent[h] == string(b) {
+		return s.recent[h]
+	}
 	if v, ok := s.names[string(b)]; ok {
+		s.recent[h] = v
 		return v
 	}
 	if s.names == nil {
@@ -171,6 +196,7 @@ func (s *scanner) intern(b []byte) string {
 	}
 	v := string(b)
 	s.names[v] = v
+	s.recent[h] = v
 	return v
 }
 
@@ -228,10 +254,15 @@ func (s *scanner) next() (token, error) {
 
 // isNameByte reports whether c may be part of a name; every byte of a
 // multi-byte character may, subject to validName.
-func isNameByte(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
-		c == '_' || c == ':' || c == '.' || c == '-' || c >= utf8.RuneSelf
-}
+func isNameByte(c byte) bool { return nameByte[c] }
+
+var nameByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+			c == '_' || c == ':' || c == '.' || c == '-' || c >= utf8.RuneSelf
+	}
+	return t
+}()
 
 // isSpaceByte reports whether c is XML white space.
 func isSpaceByte(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -339,10 +370,25 @@ func (s *scanner) qualifiedName(what string) ([]byte, error) {
 
 // endTag reads </name> after its "</".
 func (s *scanner) endTag(before int) (token, error) {
+	if len(s.stack) > 0 {
+		// The usual case: the end tag names the open element, whose name
+		// was read and checked at its start tag.
+		top := s.stack[len(s.stack)-1].raw
+		if e := s.pos + len(top); e < len(s.raw) && !nameByte[s.raw[e]] &&
+			bytes.Equal(s.raw[s.pos:e], top) {
+			s.pos = e
+			return s.endTagClose(top, before)
+		}
+	}
 	n, err := s.qualifiedName("an element name after </")
 	if err != nil {
 		return token{}, err
 	}
+	return s.endTagClose(n, before)
+}
+
+// endTagClose reads the rest of an end tag after its name n.
+func (s *scanner) endTagClose(n []byte, before int) (token, error) {
 	s.space()
 	if s.pos >= len(s.raw) {
 		return token{}, s.eof()
@@ -422,124 +468,142 @@ func (s *scanner) startTag(before int) (token, error) {
 // attribute value), or up to and including "]]>" (cdata). It replaces
 // references (not in CDATA) and turns CRLF and CR into LF. The result is a
 // slice of the message when nothing was replaced, else of s.buf.
+//
+// As in encoding/xml, a character XML 1.0 does not allow is reported only
+// once the whole text is read, so that an error found while reading it
+// (a bad reference, "]]>") is the one reported.
 func (s *scanner) text(quote byte, cdata bool) ([]byte, error) {
 	raw := s.raw
 	start := s.pos
 	i := start
 	var out []byte // nil while the text is raw[start:i] unchanged
-	var b0, b1 byte
-	trunc := 0
-	for {
+	// floor is where the last reference ended: "]]>" and CRLF are
+	// recognised in the bytes written since, as encoding/xml does.
+	floor := start
+	bad := -1 // offset of the first character XML does not allow
+	end := -1 // where the text ends, before its closing quote or "]]>"
+	for end < 0 {
+		j := i
+		for j < len(raw) && plainText[raw[j]] {
+			j++
+		}
+		if out != nil {
+			out = append(out, raw[i:j]...)
+		}
+		i = j
 		if i >= len(raw) {
 			if cdata || quote != 0 {
 				return nil, s.eof()
 			}
+			end = i
 			break
 		}
-		b := raw[i]
-		if quote == 0 && b0 == ']' && b1 == ']' && b == '>' {
-			if cdata {
-				trunc = 2
-				i++
-				break
+		switch b := raw[i]; {
+		case b == '>' && quote == 0 && i-2 >= floor && raw[i-1] == ']' && raw[i-2] == ']':
+			if !cdata {
+				return nil, s.syntax(i, "unescaped ]]> not in CDATA section")
 			}
-			return nil, s.syntax(i, "unescaped ]]> not in CDATA section")
-		}
-		if b == '<' && !cdata {
+			end = i - 2
+			i++
+			if out != nil {
+				out = out[:len(out)-2]
+			}
+		case b == '<' && !cdata:
 			if quote != 0 {
 				return nil, s.syntax(i, "unescaped < inside quoted string")
 			}
-			break
-		}
-		if quote != 0 && b == quote {
+			end = i
+		case b == quote && quote != 0:
+			end = i
 			i++
-			break
-		}
-		if b == '&' && !cdata {
+		case b == '&' && !cdata:
 			if out == nil {
 				out = append(s.buf[:0], raw[start:i]...)
 			}
+			at := i
+			var ok bool
 			var err error
-			if out, i, err = s.reference(out, i); err != nil {
+			if out, i, ok, err = s.reference(out, i); err != nil {
 				return nil, err
 			}
-			b0, b1 = 0, 0
-			continue
-		}
-		switch {
+			if !ok && bad < 0 {
+				bad = at
+			}
+			floor = i
 		case b == '\r':
 			if out == nil {
 				out = append(s.buf[:0], raw[start:i]...)
 			}
 			out = append(out, '\n')
-		case b1 == '\r' && b == '\n':
-			// The CR was written as LF.
-		case out != nil:
-			out = append(out, b)
+			i++
+			if i < len(raw) && raw[i] == '\n' {
+				i++
+			}
+		default:
+			if b < 0x20 && b != '\t' && b != '\n' && bad < 0 ||
+				b == 0xEF && i+2 < len(raw) && raw[i+1] == 0xBF && raw[i+2] >= 0xBE &&
+					bad < 0 {
+				bad = i // a control character, U+FFFE or U+FFFF
+			}
+			if out != nil {
+				out = append(out, b)
+			}
+			i++
 		}
-		b0, b1 = b1, b
-		i++
 	}
 	s.pos = i
 
-	var data []byte
+	data := raw[start:end]
 	if out != nil {
 		s.buf = out
 		data = out
-	} else {
-		end := i
-		if quote != 0 || cdata {
-			end-- // the closing quote, or the '>' of "]]>"
-		}
-		data = raw[start:end]
 	}
-	data = data[:len(data)-trunc]
-	if off, ok := checkChars(data); !ok {
-		return nil, s.syntax(start+off, "a character XML 1.0 does not allow")
+	if bad >= 0 {
+		return nil, s.syntax(bad, "a character XML 1.0 does not allow")
 	}
 	return data, nil
 }
 
-// checkChars reports whether b holds only characters XML 1.0 allows, and
-// otherwise where the first other one is.
-func checkChars(b []byte) (int, bool) {
-	for i := 0; i < len(b); {
-		c := b[i]
-		if c < utf8.RuneSelf {
-			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
-				return i, false
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n == 1 || r == 0xFFFE || r == 0xFFFF {
-			return i, false
-		}
-		i += n
+// plainText is true for the bytes text passes over without a look: not
+// markup, not a line end to normalise, not the start of a character XML
+// forbids. The scanner's input is valid UTF-8, whose only forbidden
+// characters are the controls and U+FFFE and U+FFFF (EF BF BE, EF BF BF).
+var plainText = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 || c == '\t' || c == '\n'
 	}
-	return 0, true
+	for _, c := range []byte("<>&\"'\xef") {
+		t[c] = false
+	}
+	return t
+}()
+
+// xmlChar reports whether XML 1.0 allows r.
+func xmlChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D || r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
 }
 
 // predefined are the five entities XML defines without a DTD.
 var predefined = map[string]byte{"lt": '<', "gt": '>', "amp": '&', "apos": '\'', "quot": '"'}
 
 // reference reads the reference at raw[i] (an '&'), appends what it
-// stands for to out, and returns the offset after it. Only character
+// stands for to out, and returns the offset after it, and whether XML
+// allows the character it stands for. Only character
 // references and the five predefined entities are accepted: no DTD may
 // declare others. A reference that names anything else is a DTD matter
 // (CodeDTDForbidden); one that is not a reference at all is malformed.
-func (s *scanner) reference(out []byte, i int) ([]byte, int, error) {
+func (s *scanner) reference(out []byte, i int) ([]byte, int, bool, error) {
 	raw := s.raw
 	at := i
 	i++
 	if i >= len(raw) {
-		return nil, 0, s.eof()
+		return nil, 0, false, s.eof()
 	}
 	if raw[i] == '#' {
 		i++
 		if i >= len(raw) {
-			return nil, 0, s.eof()
+			return nil, 0, false, s.eof()
 		}
 		base := 10
 		if raw[i] == 'x' {
@@ -551,16 +615,20 @@ func (s *scanner) reference(out []byte, i int) ([]byte, int, error) {
 			i++
 		}
 		if i >= len(raw) {
-			return nil, 0, s.eof()
+			return nil, 0, false, s.eof()
 		}
 		if raw[i] == ';' {
 			n, err := strconv.ParseUint(string(raw[digits:i]), base, 64)
 			if err == nil && n <= utf8.MaxRune {
 				// A surrogate becomes U+FFFD, as in encoding/xml.
-				return utf8.AppendRune(out, rune(n)), i + 1, nil
+				r := rune(n)
+				if !utf8.ValidRune(r) {
+					r = utf8.RuneError
+				}
+				return utf8.AppendRune(out, r), i + 1, xmlChar(r), nil
 			}
 		}
-		return nil, 0, s.syntax(at, "invalid character reference")
+		return nil, 0, false, s.syntax(at, "invalid character reference")
 	}
 
 	first := raw[i]
@@ -568,20 +636,20 @@ func (s *scanner) reference(out []byte, i int) ([]byte, int, error) {
 		i++
 	}
 	if i >= len(raw) {
-		return nil, 0, s.eof()
+		return nil, 0, false, s.eof()
 	}
 	if raw[i] == ';' {
 		if c, ok := predefined[string(raw[at+1:i])]; ok {
-			return append(out, c), i + 1, nil
+			return append(out, c), i + 1, true, nil
 		}
 	}
 	if isNameStart(first) {
-		return nil, 0, &Fault{Code: CodeDTDForbidden, String: fmt.Sprintf(
+		return nil, 0, false, &Fault{Code: CodeDTDForbidden, String: fmt.Sprintf(
 			"line %d: an entity reference other than &amp; &lt; &gt; &apos; &quot; "+
 				"or a character reference; DTD entities are not allowed, write the "+
 				"character itself", s.line(at))}
 	}
-	return nil, 0, s.syntax(at, "invalid entity reference")
+	return nil, 0, false, s.syntax(at, "invalid entity reference")
 }
 
 func isDigit(c byte, base int) bool {
@@ -876,6 +944,7 @@ func (s *scanner) bind(prefix, uri string) {
 	}
 	s.bound[prefix] = append(s.bound[prefix], uri)
 	s.ns = append(s.ns, prefix)
+	s.lastOK = false
 }
 
 // unbind drops the declarations made after the first n.
@@ -884,6 +953,7 @@ func (s *scanner) unbind(n int) {
 		p := s.ns[len(s.ns)-1]
 		s.bound[p] = s.bound[p][:len(s.bound[p])-1]
 		s.ns = s.ns[:len(s.ns)-1]
+		s.lastOK = false
 	}
 }
 
