@@ -55,6 +55,12 @@
 // requires the digitalSignature or nonRepudiation key usage, requires that
 // the certificate names the expected member, and lets the caller check the
 // stapled OCSP response. Every refusal is a *soap.Fault with a stable code.
+//
+// The chain's signatures are checked once per signing certificate and set
+// of trusted CAs (a *x509.CertPool, by identity: a new global
+// configuration's pool starts afresh); later messages signed with the same
+// certificate reuse the chain built, and have its validity periods, the
+// key usage, the member and the OCSP response checked as the first did.
 package sign
 
 import (
