@@ -2,6 +2,7 @@ package gokrazy
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/qapi-az/qapi/netconfig"
 )
@@ -23,6 +24,31 @@ const ServerConfigPath = "/perm/qapi/qapi-server.json"
 // (package netconfig's JSON). When it exists it replaces the image's.
 const NetworkPath = "/perm/qapi/network.json"
 
+// SealedDir is the folder of the machine's keys: qapi-firstboot makes them
+// there, and the security server's configuration names it (keyStore "tpm",
+// tpm.dir; or keyDir in development mode), so that both open the same keys.
+const SealedDir = "/perm/qapi/sealed"
+
+// TPMDevice is the TPM both qapi-firstboot and the security server open:
+// the kernel's resource manager, which several processes may hold open at
+// once. The raw /dev/tpm0 admits one process at a time, and the security
+// server holds its TPM open while it runs.
+const TPMDevice = "/dev/tpmrm0"
+
+// KeyFiles are the files in SealedDir that hold the machine's keys once
+// qapi-firstboot has made them: the sealed blobs, or with devKeys the
+// plain key files of keys.FileStore.
+func KeyFiles(devKeys bool) []string {
+	names := []string{"signing.sealed", "authentication.sealed", "log-encryption.sealed"}
+	if devKeys {
+		names = []string{"signing.key", "authentication.key", "log-encryption.secret"}
+	}
+	for i, n := range names {
+		names[i] = filepath.Join(SealedDir, n)
+	}
+	return names
+}
+
 // Ports the appliance's programs listen on.
 const (
 	// HealthPort is where qapi-firstboot serves GET /healthz, on the
@@ -35,16 +61,18 @@ const (
 )
 
 // Default returns the instance an appliance runs: qapi-firstboot, and the
-// security server once its configuration exists on /perm. Its network puts
-// the external role on eth0 and the internal role on eth1, addressed for
-// QEMU's user networking (10.0.2.15/24 and 10.0.3.15/24), with the firewall
-// open for ServerPort outside and ClientPort and HealthPort inside. With
-// devKeys the keys are kept in plain files instead of sealed by the TPM.
+// security server once its configuration exists on /perm and firstboot has
+// made the keys. Its network puts the external role on eth0 and the
+// internal role on eth1, addressed for QEMU's user networking (10.0.2.15/24
+// and 10.0.3.15/24), with the firewall open for ServerPort outside and
+// ClientPort and HealthPort inside. With devKeys the keys are kept in plain
+// files instead of sealed by the TPM.
 //
 // TODO: a console step that writes NetworkPath; a real machine needs it seeded.
 func Default(devKeys bool) *Instance {
 	fb := Program{Name: "qapi-firstboot", Package: FirstbootPackage,
-		Args: []string{"-listen", fmt.Sprintf(":%d", HealthPort)}}
+		Args: []string{"-listen", fmt.Sprintf(":%d", HealthPort), "-keys", SealedDir,
+			"-tpm", TPMDevice}}
 	if devKeys {
 		fb.Args = append(fb.Args, "-dev")
 	}
@@ -56,7 +84,8 @@ func Default(devKeys bool) *Instance {
 				Args:     []string{"-config", ServerConfigPath},
 				Requires: []string{ServerConfigPath},
 				Hint: "register this security server with the portal to receive its " +
-					"configuration and certificates"},
+					"configuration and certificates",
+				Awaits: KeyFiles(devKeys)},
 		},
 		Network: &netconfig.Config{
 			External: netconfig.Interface{Name: "eth0", Addresses: []string{"10.0.2.15/24"},

@@ -55,6 +55,12 @@ type Program struct {
 	Requires []string `json:"requires,omitempty"`
 	// Hint says how to provide the required files.
 	Hint string `json:"hint,omitempty"`
+	// Awaits are files another program of the instance makes at boot
+	// (qapi-firstboot's sealed keys). The program is started once all of
+	// them exist; until then the console says which one it waits for. A
+	// program that would otherwise make such a file itself, racing its
+	// maker, awaits it instead.
+	Awaits []string `json:"awaits,omitempty"`
 }
 
 // Program returns the program of the given name.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/qapi-az/qapi/gokrazy"
 )
@@ -32,6 +33,7 @@ type runner struct {
 	logs     string // folder of the log files
 	console  string // the console device
 	stderr   io.Writer
+	poll     time.Duration // how often to look for awaited files
 }
 
 // appliance is the runner of the appliance's root slot.
@@ -41,14 +43,17 @@ var appliance = runner{
 	logs:     "/perm/log",
 	console:  "/dev/console",
 	stderr:   os.Stderr,
+	poll:     500 * time.Millisecond,
 }
 
 // runProgram runs the program name with args and returns its exit code, so
 // that gokrazy sees the program's own (125 keeps gokrazy from restarting
-// it). A program whose required files are missing is not started.
+// it). A program whose required files are missing is not started; one
+// whose awaited files are missing is started once they exist.
 func (r runner) runProgram(name string, args []string) int {
 	if in, err := gokrazy.Load(r.manifest); err == nil {
 		if p, ok := in.Program(name); ok {
+			r.await(name, p.Awaits)
 			for _, f := range p.Requires {
 				if _, err := os.Stat(f); err != nil {
 					r.tell(fmt.Sprintf("%s: not started: %s is missing; %s\n", name, f, p.Hint))
@@ -122,6 +127,25 @@ func (r runner) runProgram(name string, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// await returns once every file of files exists, saying on the console
+// which one it waits for.
+func (r runner) await(name string, files []string) {
+	for _, f := range files {
+		told := false
+		for {
+			if _, err := os.Stat(f); err == nil {
+				break
+			}
+			if !told {
+				r.tell(fmt.Sprintf("%s: waiting for %s, which another program makes\n",
+					name, f))
+				told = true
+			}
+			time.Sleep(r.poll)
+		}
+	}
 }
 
 // tell writes a message to stderr and the console.

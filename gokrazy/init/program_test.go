@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qapi-az/qapi/gokrazy"
 )
 
 // testRunner returns a runner in a temporary folder with one program, a
 // shell script, and an instance naming it with the given required file.
-func testRunner(t *testing.T, script, requires string) (runner, *bytes.Buffer) {
+func testRunner(t *testing.T, script, requires string, awaits ...string) (runner,
+	*bytes.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	r := runner{
@@ -21,12 +23,14 @@ func testRunner(t *testing.T, script, requires string) (runner, *bytes.Buffer) {
 		logs:     filepath.Join(dir, "log"),
 		console:  filepath.Join(dir, "console"),
 		stderr:   new(bytes.Buffer),
+		poll:     10 * time.Millisecond,
 	}
 	in := &gokrazy.Instance{Hostname: "t", Programs: []gokrazy.Program{{Name: "prog",
 		Package: "example.com/prog", Hint: "provide it"}}}
 	if requires != "" {
 		in.Programs[0].Requires = []string{requires}
 	}
+	in.Programs[0].Awaits = awaits
 	b, err := in.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +94,34 @@ func TestRunProgramWaitsForRequiredFile(t *testing.T) {
 	}
 	if got := read(t, r.console); !strings.Contains(got, "prog: started") {
 		t.Errorf("console = %q, want the program's output once the file exists", got)
+	}
+}
+
+func TestRunProgramAwaitsFiles(t *testing.T) {
+	dir := t.TempDir()
+	keys := []string{filepath.Join(dir, "signing.sealed"), filepath.Join(dir, "other.sealed")}
+	r, _ := testRunner(t, "echo started", "", keys...)
+	done := make(chan int)
+	go func() { done <- r.runProgram("prog", nil) }()
+
+	// The runner says what it waits for, and starts nothing until every
+	// awaited file exists.
+	for _, k := range keys {
+		for !strings.Contains(read(t, r.console), "waiting for "+k) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if strings.Contains(read(t, r.console), "prog: started") {
+			t.Fatalf("the program started before %s existed", k)
+		}
+		if err := os.WriteFile(k, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code := <-done; code != 0 {
+		t.Errorf("exit code %d once the files exist, want 0", code)
+	}
+	if got := read(t, r.console); !strings.Contains(got, "prog: started") {
+		t.Errorf("console = %q, want the program's output once the files exist", got)
 	}
 }
 

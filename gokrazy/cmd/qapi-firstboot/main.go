@@ -11,14 +11,19 @@
 // never makes new keys over blobs that exist (their certificates are
 // registered with the certification centre).
 //
+// The security server opens the same blobs (keyStore "tpm" with tpm.dir set
+// to the same folder) once they exist; the image's init starts it only then,
+// so that the two never both make a key. Both open the TPM through the
+// kernel's resource manager, /dev/tpmrm0, which admits several processes.
+//
+// /healthz also carries each key's public key, PKIX DER in base64, so that
+// a certification centre can issue the certificates for them.
+//
 // With -dev the keys are kept in plain files (keys.FileStore) for machines
 // without a TPM, and the program says so loudly.
-//
-// TODO: qapi-server still signs with its own keys.FileStore, not these sealed keys.
 package main
 
 import (
-	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -41,10 +46,12 @@ func main() {
 	listen := flag.String("listen", ":4000", "address of the health endpoint")
 	dir := flag.String("keys", "/perm/qapi/sealed", "`folder` of the sealed key blobs")
 	dev := flag.Bool("dev", false, "development mode: keys in plain files, no TPM")
+	devices := flag.String("tpm", strings.Join(tpm.DevicePaths, ","),
+		"comma-separated TPM `devices` (or swtpm sockets) tried in order")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 
-	report, err := openKeys(*dir, *dev)
+	report, err := openKeys(*dir, *dev, strings.Split(*devices, ","))
 	status := http.StatusOK
 	if err != nil {
 		status = http.StatusServiceUnavailable
@@ -69,9 +76,9 @@ func main() {
 	}
 }
 
-// openKeys opens (or on first boot creates) every key and returns what
-// /healthz reports.
-func openKeys(dir string, dev bool) (map[string]any, error) {
+// openKeys opens (or on first boot creates) every key, with the TPM of the
+// first of devices that opens, and returns what /healthz reports.
+func openKeys(dir string, dev bool, devices []string) (map[string]any, error) {
 	var store keys.Store
 	mode := "tpm"
 	_, statErr := os.Stat(filepath.Join(dir, string(keys.Signing)+".sealed"))
@@ -85,7 +92,12 @@ func openKeys(dir string, dev bool) (map[string]any, error) {
 		slog.Warn(keys.DevMode, "keyDir", dir)
 		store = fs
 	} else {
-		ts, err := tpm.OpenStore(false, dir, tpm.StoreOptions{})
+		t, err := tpm.Open(devices...)
+		if err != nil {
+			return nil, err
+		}
+		defer t.Close()
+		ts, err := tpm.OpenStore(false, dir, tpm.StoreOptions{TPM: t})
 		if err != nil {
 			return nil, err
 		}
@@ -99,11 +111,13 @@ func openKeys(dir string, dev bool) (map[string]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s key: %w", p, err)
 		}
-		fp, err := fingerprint(s.Public())
+		spki, err := x509.MarshalPKIXPublicKey(s.Public())
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s key: %w", p, err)
 		}
-		report[string(p)+"PublicKeySHA256"] = fp
+		sum := sha256.Sum256(spki)
+		report[string(p)+"PublicKeySHA256"] = hex.EncodeToString(sum[:])
+		report[string(p)+"PublicKey"] = spki // base64 in JSON
 	}
 	if _, err := store.Secret(keys.LogEncryption); err != nil {
 		return nil, fmt.Errorf("%s secret: %w", keys.LogEncryption, err)
@@ -117,16 +131,6 @@ func openKeys(dir string, dev bool) (map[string]any, error) {
 		"signingPublicKeySHA256", report["signingPublicKeySHA256"],
 		"authenticationPublicKeySHA256", report["authenticationPublicKeySHA256"])
 	return report, nil
-}
-
-// fingerprint is the SHA-256 of the key's SubjectPublicKeyInfo, in hex.
-func fingerprint(pub crypto.PublicKey) (string, error) {
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(spki)
-	return hex.EncodeToString(sum[:]), nil
 }
 
 // memory returns /proc/meminfo's MemTotal and MemAvailable.
