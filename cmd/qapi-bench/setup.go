@@ -193,7 +193,8 @@ func setup(work, logLevel string) (c, p *node, isAddr string, err error) {
 			Identity: server.Identity{Member: n.member.String(), ServerCode: n.code},
 			Listen:   server.Listen{ClientHTTP: n.clientAddr, Server: n.serverAddr},
 			TLS:      server.TLSFiles{AuthCert: "auth.pem", SigningCert: "sign.pem"},
-			KeyDir:   "keys", Anchor: "anchor.json", GlobalConf: "globalconf.json",
+			KeyStore: server.KeyStoreDev, KeyDir: "keys",
+			Anchor: "anchor.json", GlobalConf: "globalconf.json",
 			MessageLog: "messagelog.db", ConfigDB: "conf.db", LogLevel: logLevel,
 		}
 		for _, cl := range n.clients {
