@@ -2,9 +2,11 @@ package soap
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,6 +94,7 @@ func FuzzScannerDifferential(f *testing.F) {
 		{xDecl, "<?xml encoding=\"latin1\" version=\"1.0\"?>"},
 		{xDecl, "<?xml versionx=\"2\" version=\"1.0\"?>"},
 		{xDecl, "<?xml?>"},
+		{xDecl, `<?xml version="" encoding=''?>`},
 		{xDecl, "<?xml"},
 		{xDecl, "\ufeff" + xDecl},
 	} {
@@ -102,44 +105,91 @@ func FuzzScannerDifferential(f *testing.F) {
 		f.Add([]byte(tmpl[:strings.Index(tmpl, xPin)] + end))
 	}
 
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		for _, response := range []bool{false, true} {
-			m, err := parse(raw, DefaultLimits(), response)
-			om, oerr := oldParse(raw, DefaultLimits(), response)
-			switch {
-			case err == nil && oerr != nil:
-				t.Fatalf("response %v: accepted, but the oracle refuses: %v", response, oerr)
-			case err != nil && oerr == nil:
-				t.Fatalf("response %v: refused (%v), but the oracle accepts", response, err)
-			case err != nil:
-				if c, oc := AsFault(err).Code, AsFault(oerr).Code; c != oc {
-					t.Fatalf("response %v: fault %s (%v), the oracle's %s (%v)",
-						response, c, err, oc, oerr)
-				}
-			default:
-				checkAccepted(t, raw, m)
-				if !reflect.DeepEqual(m, om) {
-					t.Fatalf("response %v: message\n got %+v\nwant %+v", response, m, om)
-				}
-			}
-		}
+	f.Fuzz(checkDifferential)
+}
 
-		if !utf8.Valid(raw) {
-			return
-		}
-		e, err := findHeaderEndWith(newScanner(raw, DefaultLimits().MaxDepth), raw)
-		oe, oerr := findHeaderEndWith(newXMLScanner(raw, DefaultLimits().MaxDepth), raw)
+// checkDifferential fails t unless scanner and the oracle agree on raw.
+func checkDifferential(t *testing.T, raw []byte) {
+	t.Helper()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf(format+"\ninput %q", append(args, raw)...)
+	}
+	for _, response := range []bool{false, true} {
+		m, err := parse(raw, DefaultLimits(), response)
+		om, oerr := oldParse(raw, DefaultLimits(), response)
 		switch {
-		case (err == nil) != (oerr == nil):
-			t.Fatalf("findHeaderEnd: %v, the oracle's %v", err, oerr)
+		case err == nil && oerr != nil:
+			fail("response %v: accepted, but the oracle refuses: %v", response, oerr)
+		case err != nil && oerr == nil:
+			fail("response %v: refused (%v), but the oracle accepts", response, err)
 		case err != nil:
 			if c, oc := AsFault(err).Code, AsFault(oerr).Code; c != oc {
-				t.Fatalf("findHeaderEnd: fault %s (%v), the oracle's %s (%v)", c, err, oc, oerr)
+				fail("response %v: fault %s (%v), the oracle's %s (%v)",
+					response, c, err, oc, oerr)
 			}
-		case !reflect.DeepEqual(e, oe):
-			t.Fatalf("findHeaderEnd: %+v, the oracle's %+v", e, oe)
+		default:
+			checkAccepted(t, raw, m)
+			if !reflect.DeepEqual(m, om) {
+				fail("response %v: message\n got %+v\nwant %+v", response, m, om)
+			}
 		}
-	})
+	}
+
+	if !utf8.Valid(raw) {
+		return
+	}
+	e, err := findHeaderEndWith(newScanner(raw, DefaultLimits().MaxDepth), raw)
+	oe, oerr := findHeaderEndWith(newXMLScanner(raw, DefaultLimits().MaxDepth), raw)
+	switch {
+	case (err == nil) != (oerr == nil):
+		fail("findHeaderEnd: %v, the oracle's %v", err, oerr)
+	case err != nil:
+		if c, oc := AsFault(err).Code, AsFault(oerr).Code; c != oc {
+			fail("findHeaderEnd: fault %s (%v), the oracle's %s (%v)", c, err, oc, oerr)
+		}
+	case !reflect.DeepEqual(e, oe):
+		fail("findHeaderEnd: %+v, the oracle's %+v", e, oe)
+	}
+}
+
+// fragments are pieces of XML, well-formed or not, that the random
+// differential test splices into a request.
+var fragments = []string{
+	"<", ">", "/>", "</", "<a>", "</a>", "<a/>", "<p:a>", "</p:a>", "<b:c/>", " ",
+	"\r", "\n", "\r\n", "\t", "&", ";", "&amp;", "&lt;", "&#65;", "&#x41;", "&#0;",
+	"&#xD800;", "&#xFFFE;", "&lol;", "&#", "]]>", "]", "]]", "<![CDATA[", "<!--", "-->",
+	"--", "<!DOCTYPE x>", "<!", "<?", "?>", "<?xml version='1.0'?>", "=", "'", "\"",
+	` a="1"`, ` a='&amp;'`, ` xmlns="urn:d"`, ` xmlns:p="urn:p"`, ` xmlns:p=""`,
+	` p:a="2"`, ` xml:lang="az"`, ":", "::", "Ə", "\u00b7", "1", "x", "\x01", "\uFFFF",
+}
+
+// TestScannerDifferentialRandom splices random fragments into a request
+// and holds scanner to the oracle on each result: a cheap, repeatable
+// complement to FuzzScannerDifferential that reaches deeper into the
+// combinations of markup.
+func TestScannerDifferentialRandom(t *testing.T) {
+	tmpl := NewRequest(testHeader(), []byte(testBody))
+	rnd := rand.New(rand.NewPCG(1, 2))
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	for range n {
+		raw := bytes.Clone(tmpl)
+		for range 1 + rnd.IntN(4) {
+			at := rnd.IntN(len(raw) + 1)
+			frag := fragments[rnd.IntN(len(fragments))]
+			if rnd.IntN(4) == 0 {
+				// Cut instead of inserting.
+				end := min(len(raw), at+rnd.IntN(8))
+				raw = append(raw[:at], raw[end:]...)
+				continue
+			}
+			raw = slices.Insert(raw, at, []byte(frag)...)
+		}
+		checkDifferential(t, raw)
+	}
 }
 
 // readCorpusFile returns the []byte value of a one-value corpus file of

@@ -682,11 +682,13 @@ func (s *scanner) procInst(before int) error {
 	content := s.raw[s.pos : s.pos+end]
 	s.pos += end + 2
 	if string(target) == "xml" {
-		if v := declParam(content, "version"); v != nil && string(v) != "1.0" {
+		// An empty value counts as none, as in encoding/xml.
+		if v := declParam(content, "version"); len(v) > 0 && string(v) != "1.0" {
 			return s.faultAt(CodeMalformed, before, "the XML declaration says version "+
 				"%q; send XML 1.0", clip(string(v)))
 		}
-		if e := declParam(content, "encoding"); e != nil && !bytes.EqualFold(e, []byte("utf-8")) {
+		if e := declParam(content, "encoding"); len(e) > 0 &&
+			!bytes.EqualFold(e, []byte("utf-8")) {
 			return s.faultAt(CodeMalformed, before, "the XML declaration says encoding "+
 				"%q; send the message in UTF-8", clip(string(e)))
 		}
