@@ -98,14 +98,15 @@ type scanner struct {
 	closing  bool              // a self-closing element's end token is due
 	names    map[string]string // interned names and namespaces
 	recent   [64]string        // names interned lately, by a hash of their bytes
+	checked  map[string]bool   // non-ASCII names already found valid
+	rawAttrs []rawAttr         // reused for every start tag
+	attrs    []attribute       // reused for every start tag
+	buf      []byte            // text with its references replaced
+
 	// lastPrefix was last resolved to lastURI, and no binding has changed
-	// since when lastOK.
+	// since, when lastOK.
 	lastPrefix, lastURI string
 	lastOK              bool
-	checked             map[string]bool // non-ASCII names already found valid
-	rawAttrs            []rawAttr       // reused for every start tag
-	attrs               []attribute     // reused for every start tag
-	buf                 []byte          // text with its references replaced
 }
 
 func newScanner(raw []byte, maxDepth int) *scanner {
@@ -455,9 +456,9 @@ func (s *scanner) startTag(before int) (token, error) {
 		if err != nil {
 			return token{}, err
 		}
-		if len(s.buf) > 0 && len(v) > 0 && &v[0] == &s.buf[0] {
-			// The next value may reuse the buffer.
-			v = bytes.Clone(v)
+		if s.buf != nil && len(v) > 0 && &v[0] == &s.buf[0] {
+			// The value keeps the buffer: the next text gets another.
+			s.buf = nil
 		}
 		s.rawAttrs = append(s.rawAttrs, rawAttr{name: a, value: v})
 	}
