@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +23,6 @@ import (
 
 	"github.com/qapi-az/qapi/appliance/globalconf"
 	"github.com/qapi-az/qapi/appliance/ident"
-	"github.com/qapi-az/qapi/appliance/keys"
 	"github.com/qapi-az/qapi/appliance/server"
 	"github.com/qapi-az/qapi/gokrazy"
 	"github.com/qapi-az/qapi/images/gpt"
@@ -217,23 +218,16 @@ var (
 	testService = ident.Service{Client: testEDR, ServiceCode: sampleis.CodeGetPerson}
 )
 
-// serverPerm writes, under dir, a registered security server's state as it
-// rests on /perm/qapi: configuration, certificates, anchor, signed global
-// configuration, and its keys in development-mode files (qapi-server reads
-// keys.FileStore only). The provider's information system answers at
-// isURL.
-func serverPerm(t *testing.T, dir, isURL string) {
+// testPortal is the boot test's certification centre and configuration
+// operator.
+type testPortal struct {
+	ca *testpki.CA
+	op *testpki.Cert // signs the global configuration
+}
+
+func newTestPortal(t *testing.T) *testPortal {
 	t.Helper()
 	ca, err := testpki.NewCA("Qapı image test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	member := testMember
-	auth, err := ca.IssueAuth(member, "ss1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sign, err := ca.IssueSigning(member)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,66 +236,118 @@ func serverPerm(t *testing.T, dir, isURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	conf := &globalconf.Conf{
-		Instance: "AZ", Serial: 1, Issued: now.Add(-time.Hour), Expires: now.Add(24 * time.Hour),
-		Members: []globalconf.Member{{ID: member, Name: "Ədliyyə Nazirliyi",
-			Subsystems: []globalconf.Subsystem{{Code: "EDR"}, {Code: "POLICE"}}}},
-		CAs: []globalconf.CA{{Name: "test", Cert: ca.Cert.Raw}},
-		SecurityServers: []globalconf.SecurityServer{{Owner: member, Code: "ss1",
-			Address: "10.0.2.15:8443", Clients: []ident.Client{testEDR, testPolice},
-			AuthCertHashes: []string{globalconf.CertHash(auth.Cert.Raw)}}},
-	}
-	signed, err := globalconf.Sign(conf, op.Key, op.Cert.Raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	anchor, err := json.Marshal(globalconf.Anchor{Instance: "AZ", Certs: [][]byte{op.Cert.Raw}})
+	return &testPortal{ca: ca, op: op}
+}
+
+// Where the boot test's server configuration keeps what registration
+// brings, relative to /perm/qapi.
+const (
+	testAuthCert    = "manage/auth.pem"
+	testSigningCert = "manage/signing.pem"
+	testGlobalConf  = "globalconf.json"
+)
+
+// serverPerm writes, under dir, the state /perm/qapi holds on a security
+// server before its certificates are issued: its configuration, with the
+// keys sealed by the TPM where qapi-firstboot makes them and the
+// management API waiting for the certificates, and the anchor. The
+// provider's information system answers at isURL.
+func (p *testPortal) serverPerm(t *testing.T, dir, isURL string) {
+	t.Helper()
+	anchor, err := json.Marshal(globalconf.Anchor{Instance: "AZ",
+		Certs: [][]byte{p.op.Cert.Raw}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := server.Config{
-		Identity: server.Identity{Member: member.String(), ServerCode: "ss1",
+		Identity: server.Identity{Member: testMember.String(), ServerCode: "ss1",
 			Clients: []string{testEDR.String(), testPolice.String()}},
-		Listen: server.Listen{ClientHTTP: "10.0.3.15:8080", Server: "10.0.2.15:8443"},
-		TLS:    server.TLSFiles{AuthCert: "auth.pem", SigningCert: "sign.pem"},
-		KeyDir: "keys", Anchor: "anchor.json", GlobalConf: "globalconf.json",
+		Listen:   server.Listen{ClientHTTP: "10.0.3.15:8080", Server: "10.0.2.15:8443"},
+		TLS:      server.TLSFiles{AuthCert: testAuthCert, SigningCert: testSigningCert},
+		KeyStore: server.KeyStoreTPM,
+		TPM: server.TPMConfig{Dir: gokrazy.SealedDir,
+			Devices: []string{gokrazy.TPMDevice}},
+		Anchor: "anchor.json", GlobalConf: testGlobalConf,
 		MessageLog: "messagelog.db", ConfigDB: "conf.db", LogLevel: "info",
 		Services: []server.ServiceConfig{{Provider: testEDR.String(), URL: isURL}},
 		AccessRights: []server.AccessRight{{Service: testService.String(),
 			Subject: "subsystem:" + testPolice.String()}},
+		Manage: &server.ManageConfig{Listen: "10.0.3.15:4001", Dir: "manage"},
 	}
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	files := map[string][]byte{
-		"qapi-server.json": cfgJSON,
-		"auth.pem":         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: auth.Cert.Raw}),
-		"sign.pem":         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sign.Cert.Raw}),
-		"anchor.json":      anchor,
-		"globalconf.json":  signed,
-		"keys/" + string(keys.LogEncryption) + ".secret": pem.EncodeToMemory(
-			&pem.Block{Type: "QAPI SECRET KEY", Bytes: secret}),
-	}
-	for p, c := range map[keys.Purpose]*testpki.Cert{keys.Signing: sign,
-		keys.Authentication: auth} {
-		der, err := x509.MarshalPKCS8PrivateKey(c.Key)
-		if err != nil {
+	for name, b := range map[string][]byte{"qapi-server.json": cfgJSON,
+		"anchor.json": anchor} {
+		f := filepath.Join(dir, "qapi", name)
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		files["keys/"+string(p)+".key"] = pem.EncodeToMemory(
-			&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	}
-	for name, b := range files {
-		p := filepath.Join(dir, "qapi", name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// register issues the server's certificates for the public keys its
+// first boot reported (PKIX DER) and a global configuration that pins its
+// authentication certificate. It returns the files, by path relative to
+// /perm/qapi, and the signing certificate.
+func (p *testPortal) register(t *testing.T, signingKey, authKey []byte) (
+	map[string][]byte, *x509.Certificate) {
+	t.Helper()
+	member := testMember.String()
+	sign := p.issue(t, signingKey, &x509.Certificate{
+		Subject:  pkix.Name{CommonName: member, SerialNumber: member},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment})
+	auth := p.issue(t, authKey, &x509.Certificate{
+		Subject:  pkix.Name{CommonName: member + "/ss1", SerialNumber: member + "/ss1"},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth,
+			x509.ExtKeyUsageClientAuth}})
+
+	now := time.Now()
+	conf := &globalconf.Conf{
+		Instance: "AZ", Serial: 1, Issued: now.Add(-time.Hour), Expires: now.Add(24 * time.Hour),
+		Members: []globalconf.Member{{ID: testMember, Name: "Ədliyyə Nazirliyi",
+			Subsystems: []globalconf.Subsystem{{Code: "EDR"}, {Code: "POLICE"}}}},
+		CAs: []globalconf.CA{{Name: "test", Cert: p.ca.Cert.Raw}},
+		SecurityServers: []globalconf.SecurityServer{{Owner: testMember, Code: "ss1",
+			Address: "10.0.2.15:8443", Clients: []ident.Client{testEDR, testPolice},
+			AuthCertHashes: []string{globalconf.CertHash(auth.Raw)}}},
+	}
+	signed, err := globalconf.Sign(conf, p.op.Key, p.op.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{
+		testAuthCert:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: auth.Raw}),
+		testSigningCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sign.Raw}),
+		testGlobalConf:  signed,
+	}, sign
+}
+
+// issue signs a certificate from tmpl for the PKIX public key spki.
+func (p *testPortal) issue(t *testing.T, spki []byte, tmpl *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	pub, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		t.Fatalf("public key from the appliance: %v", err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca.Cert, pub, p.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -3,6 +3,10 @@ package images
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,8 +44,9 @@ type vm struct {
 	swtpm   *exec.Cmd
 	// Host loopback ports forwarded to the guest's health endpoint and
 	// client proxy on the internal interface, and to the health port on the
-	// external interface, where the firewall must drop it.
-	healthPort, clientPort, externalHealthPort int
+	// external interface, where the firewall must drop it, and the server
+	// proxy there.
+	healthPort, clientPort, externalHealthPort, serverPort int
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -65,7 +71,8 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 	}
 	v := &vm{t: t, dir: dir, serial: filepath.Join(dir, "serial.log"),
 		qmp:        filepath.Join(dir, "qmp.sock"),
-		healthPort: freePort(t), clientPort: freePort(t), externalHealthPort: freePort(t)}
+		healthPort: freePort(t), clientPort: freePort(t), externalHealthPort: freePort(t),
+		serverPort: freePort(t)}
 	sock := filepath.Join(dir, "swtpm.sock")
 	v.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+tpmDir,
 		"--ctrl", "type=unixio,path="+sock)
@@ -95,7 +102,8 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 		"-chardev", "socket,id=chrtpm,path=" + sock,
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
 		"-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,"+
-			"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:4000", v.externalHealthPort),
+			"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:4000,hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d",
+			v.externalHealthPort, v.serverPort, gokrazy.ServerPort),
 		"-device", "virtio-net-pci,netdev=n0,romfile=",
 		"-netdev", internal, "-device", "virtio-net-pci,netdev=n1,romfile=",
 		"-device", "virtio-rng-pci",
@@ -228,6 +236,8 @@ type health struct {
 	KeyMode     string            `json:"keyMode"`
 	Signing     string            `json:"signingPublicKeySHA256"`
 	Auth        string            `json:"authenticationPublicKeySHA256"`
+	SigningKey  []byte            `json:"signingPublicKey"` // PKIX DER
+	AuthKey     []byte            `json:"authenticationPublicKey"`
 	CreatedNow  bool              `json:"createdThisBoot"`
 	Error       string            `json:"error"`
 	Memory      map[string]string `json:"memory"`
@@ -247,8 +257,10 @@ func (v *vm) health(timeout time.Duration) health {
 }
 
 // TestBoot boots the image in QEMU (TCG, OVMF, swtpm) three times: a first
-// boot on a disk larger than the image, a reboot of the same machine, and
-// the same disk in a machine with another TPM.
+// boot on a disk larger than the image, which makes and seals the keys; a
+// reboot of the same machine, once the certificates issued for the sealed
+// keys are on perm, where the security server signs with them; and the same
+// disk in a machine with another TPM.
 func TestBoot(t *testing.T) {
 	testenv.Short(t, "boots QEMU three times")
 	needBuildTools(t)
@@ -267,7 +279,8 @@ func TestBoot(t *testing.T) {
 
 	dir := t.TempDir()
 	perm := filepath.Join(dir, "perm")
-	serverPerm(t, perm, fmt.Sprintf("http://10.0.2.2:%d/", isPort))
+	portal := newTestPortal(t)
+	portal.serverPerm(t, perm, fmt.Sprintf("http://10.0.2.2:%d/", isPort))
 	c := testConfig(t, filepath.Join(dir, "disk.img"))
 	c.PermDir = perm
 	if _, err := Assemble(context.Background(), c, builtPrograms(t)); err != nil {
@@ -292,49 +305,28 @@ func TestBoot(t *testing.T) {
 	}
 	const bootTimeout = 6 * time.Minute // TCG on a loaded 2-core machine
 
-	// First boot: keys made and sealed, the server answers, the slot is
-	// marked good, perm grows to the disk's end.
+	// First boot: keys made and sealed, the slot marked good, perm grown
+	// to the disk's end. The security server, started once the keys exist,
+	// opens the same sealed keys and waits for its certificates.
 	v := boot(t, "first", c.Output, vars, tpmState)
 	h := v.health(bootTimeout)
 	if h.status != 200 || h.KeyMode != "tpm" || !h.CreatedNow || h.Signing == "" {
 		t.Fatalf("first boot: /healthz %d %+v; want 200, tpm keys created this boot", h.status, h)
 	}
+	for name, k := range map[string][]byte{h.Signing: h.SigningKey, h.Auth: h.AuthKey} {
+		if sum := sha256.Sum256(k); hex.EncodeToString(sum[:]) != name {
+			t.Fatalf("first boot: /healthz gave a public key whose SHA-256 is not %s", name)
+		}
+	}
 	t.Logf("first boot: QEMU start to first answered request: %v; memory %v",
 		h.firstAnswer.Round(100*time.Millisecond), h.Memory)
-	status, body, at := v.get(v.clientPort, "/listClients", time.Minute)
-	if status != 200 || !strings.Contains(string(body), "1001") {
-		t.Fatalf("client proxy GET /listClients: %d %s", status, body)
-	}
-	t.Logf("first boot: security server answered listClients %v after QEMU start",
-		at.Round(100*time.Millisecond))
-
-	// A SOAP exchange through the appliance: the client proxy signs and
-	// sends it over TLS to the server proxy (itself), which checks the
-	// access right, calls the information system and returns the signed
-	// answer.
-	fin := sampleis.Persons()[0].FIN
-	req := sampleis.GetPersonRequest(sampleis.Header{Client: testPolice,
-		Service: testService, ID: "image-boot-1", UserID: "AZ0000001"}, fin)
-	exStart := time.Now()
-	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/", v.clientPort),
-		"text/xml; charset=utf-8", bytes.NewReader(req))
-	if err != nil {
-		t.Fatalf("SOAP request to the client proxy: %v", err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), fin) || is.Hits() != 1 {
-		t.Fatalf("getPerson through the appliance: %d, %d hits on the information "+
-			"system:\n%s", resp.StatusCode, is.Hits(), body)
-	}
-	t.Logf("first boot: getPerson exchange through the appliance took %v under TCG",
-		time.Since(exStart).Round(time.Millisecond))
 
 	v.waitConsole("qapi init: network configured", time.Second)
 	if status, _, err := v.tryGet(v.externalHealthPort, "/healthz"); err == nil {
 		t.Errorf("the health port answered %d on the external interface; the firewall "+
 			"must drop it there", status)
 	}
+	v.waitConsole("keys sealed by the TPM", time.Minute)
 	v.waitConsole("marked the booted slot good", time.Minute)
 	if !strings.Contains(v.console(), "grew the perm partition") {
 		t.Error("first boot on a larger disk did not grow perm")
@@ -350,7 +342,14 @@ func TestBoot(t *testing.T) {
 		t.Errorf("slot A not marked good after a healthy boot:\n%s", entries)
 	}
 
-	// Reboot of the same machine: the same keys unseal.
+	// The certification centre issues the certificates for the sealed
+	// public keys, and the operator publishes the configuration pinning
+	// the authentication certificate; they go onto perm.
+	files, signCert := portal.register(t, h.SigningKey, h.AuthKey)
+	permWrite(t, c.Output, tab, files)
+
+	// Reboot of the same machine: the same keys unseal, and the security
+	// server signs and authenticates with them.
 	v = boot(t, "reboot", c.Output, vars, tpmState)
 	again := v.health(bootTimeout)
 	if again.status != 200 || again.CreatedNow || again.Signing != h.Signing ||
@@ -360,9 +359,50 @@ func TestBoot(t *testing.T) {
 	}
 	t.Logf("reboot: first answered request %v after QEMU start",
 		again.firstAnswer.Round(100*time.Millisecond))
+	status, body, at := v.get(v.clientPort, "/listClients", time.Minute)
+	if status != 200 || !strings.Contains(string(body), "1001") {
+		t.Fatalf("client proxy GET /listClients: %d %s", status, body)
+	}
+	t.Logf("reboot: security server answered listClients %v after QEMU start",
+		at.Round(100*time.Millisecond))
+
+	// The signing certificate the server uses is for the sealed signing
+	// key (the server refuses a certificate not for its key store's key),
+	// and the server proxy proves the sealed authentication key in its TLS
+	// handshake.
+	if !bytes.Equal(mustPKIX(t, signCert.PublicKey), again.SigningKey) {
+		t.Error("the signing certificate on perm is not for the sealed signing key")
+	}
+	if got := v.serverCert(); !bytes.Equal(mustPKIX(t, got.PublicKey), again.AuthKey) {
+		t.Errorf("the server proxy shows a certificate for another key than the sealed "+
+			"authentication key: %s", got.Subject)
+	}
+
+	// A SOAP exchange through the appliance: the client proxy signs it
+	// with the sealed signing key and sends it over TLS to the server proxy
+	// (itself), which checks the signature and the access right, calls the
+	// information system and returns the signed answer.
+	fin := sampleis.Persons()[0].FIN
+	req := sampleis.GetPersonRequest(sampleis.Header{Client: testPolice,
+		Service: testService, ID: "image-boot-1", UserID: "AZ0000001"}, fin)
+	exStart := time.Now()
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/", v.clientPort),
+		"text/xml; charset=utf-8", bytes.NewReader(req))
+	if err != nil {
+		t.Fatalf("SOAP request to the client proxy: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), fin) || is.Hits() != 1 {
+		t.Fatalf("getPerson through the appliance: %d, %d hits on the information "+
+			"system:\n%s", resp.StatusCode, is.Hits(), body)
+	}
+	t.Logf("reboot: getPerson exchange through the appliance took %v under TCG",
+		time.Since(exStart).Round(time.Millisecond))
 	v.stop()
 
-	// The same disk with another TPM: nothing unseals, and it says so.
+	// The same disk with another TPM: nothing unseals, and both programs
+	// say so.
 	other := filepath.Join(dir, "other-tpm")
 	if err := os.MkdirAll(other, 0o700); err != nil {
 		t.Fatal(err)
@@ -375,10 +415,95 @@ func TestBoot(t *testing.T) {
 	v.waitConsole("qapi-firstboot: time=", time.Minute)
 	v.waitConsole("KEYS REFUSED", time.Minute)
 	t.Logf("other TPM: refused: %s", refused.Error)
+	const otherTPM = "sealed by another TPM"
+	serverRefusal := func(text string) bool {
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, "qapi-server: ") && strings.Contains(line, otherTPM) {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !serverRefusal(v.console()) && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	why := ""
+	if strings.Contains(v.console(), "qapi-server: panic:") {
+		why = "; qapi-server panicked instead (server.New's cleanup on error uses the " +
+			"nil *Server it returns)"
+	}
+	if !serverRefusal(v.console()) {
+		t.Errorf("the console shows no refusal of qapi-server with %q%s", otherTPM, why)
+	}
 	v.shutdown(time.Minute)
 	if log := permFile(t, c.Output, tab, "/log/qapi-firstboot.log"); !strings.Contains(log,
 		"KEYS REFUSED") {
 		t.Errorf("/perm/log/qapi-firstboot.log lacks the refusal:\n%s", log)
+	}
+	if log := permFile(t, c.Output, tab, "/log/qapi-server.log"); !strings.Contains(log,
+		otherTPM) {
+		t.Errorf("/perm/log/qapi-server.log lacks the refusal %q%s", otherTPM, why)
+	}
+}
+
+// serverCert makes a TLS handshake with the server proxy on the external
+// interface and returns the certificate it shows. The handshake proves
+// that the server holds the certificate's private key; the server refuses
+// the connection afterwards, as the test shows no certificate of its own.
+func (v *vm) serverCert() *x509.Certificate {
+	v.t.Helper()
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", fmt.Sprintf("127.0.0.1:%d", v.serverPort),
+		&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		v.t.Fatalf("TLS handshake with the server proxy: %v", err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// mustPKIX returns the PKIX DER form of a public key.
+func mustPKIX(t *testing.T, pub any) []byte {
+	t.Helper()
+	b, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// permWrite writes files, by path relative to /perm/qapi, into the perm
+// file system of a machine that is off, with debugfs, and reads each back.
+func permWrite(t *testing.T, img string, tab *gpt.Table, files map[string][]byte) {
+	t.Helper()
+	host := t.TempDir()
+	var cmds strings.Builder
+	i := 0
+	for name, b := range files {
+		src := filepath.Join(host, fmt.Sprint(i))
+		i++
+		if err := os.WriteFile(src, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dst := path.Join("/qapi", name)
+		// mkdir fails harmlessly when the folder exists; rm when the file
+		// does not.
+		fmt.Fprintf(&cmds, "mkdir %s\nrm %s\nwrite %s %s\n", path.Dir(dst), dst, src, dst)
+	}
+	script := filepath.Join(host, "cmds")
+	if err := os.WriteFile(script, []byte(cmds.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("debugfs", "-w", "-f", script,
+		fmt.Sprintf("%s?offset=%d", img, tab.Partitions[3].Offset())).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs write: %v\n%s", err, out)
+	}
+	for name, b := range files {
+		if got := permFile(t, img, tab, path.Join("/qapi", name)); got != string(b) {
+			t.Fatalf("/perm/qapi/%s does not read back after debugfs write:\n%s", name, out)
+		}
 	}
 }
 
