@@ -133,11 +133,14 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	if s.errLog == nil {
 		s.errLog = log.New(io.Discard, "", 0)
 	}
+	// The named result s is nil on every error return, so the clean-up
+	// holds the server under its own name.
+	srv := s
 	defer func() {
 		if err != nil {
-			s.bgCancel()
-			s.bg.Wait()
-			s.closeStores()
+			srv.bgCancel()
+			srv.bg.Wait()
+			srv.closeStores()
 		}
 	}()
 
