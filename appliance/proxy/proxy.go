@@ -31,7 +31,8 @@
 // As users of the X-Road message protocol 4.0 expect: GET /listClients on
 // the client proxy lists the members and subsystems of the global
 // configuration; listMethods, allowedMethods and getWsdl are answered by the
-// provider's security server from its configuration. Between the servers,
+// provider's security server from its configuration; getWsdl only for a
+// service the client has an access right to. Between the servers,
 // getWsdl carries the WSDL base64-encoded in a wsdl element of the signed
 // response body; the client proxy hands it to the information system as
 // X-Road does, multipart/related with the WSDL as the second part. For code
@@ -76,7 +77,7 @@ const (
 
 // IsMeta reports whether code names a meta-service, which the provider's
 // security server answers itself and which every registered client may
-// call.
+// call; getWsdl then shows only the WSDL of a service the client may call.
 func IsMeta(code string) bool {
 	return code == MetaListMethods || code == MetaAllowedMethods || code == MetaGetWsdl
 }

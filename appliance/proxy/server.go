@@ -452,7 +452,16 @@ func (p *ServerProxy) meta(ctx context.Context, conf *globalconf.Conf,
 	}
 
 	want := strings.TrimSpace(bodyText(req.Raw, "serviceCode"))
-	s, ok := p.service(ident.Service{Client: provider, ServiceCode: want})
+	wanted := ident.Service{Client: provider, ServiceCode: want}
+	// A WSDL tells what a service takes and answers; it is shown only to
+	// a client with the right to call the service (2.2.3), else the
+	// meta-service would show what the access rights hide.
+	if want != "" && !p.cfg.ACL.Allowed(conf, wanted, h.Client) {
+		return nil, fault(soap.CodeAccessDenied, "client %s has no access right to "+
+			"service %s, so its WSDL is not shown; ask the provider to grant one",
+			h.Client, wanted)
+	}
+	s, ok := p.service(wanted)
 	if want == "" || !ok || s.WSDL == "" {
 		return nil, fault(soap.CodeUnknownService, "no WSDL is configured for service %q "+
 			"of %s", want, provider)

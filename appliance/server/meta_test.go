@@ -233,3 +233,27 @@ func TestGetWsdlAttachment(t *testing.T) {
 			"endpoint hidden", len(parts))
 	}
 }
+
+// TestGetWsdlNeedsAccessRight asks getWsdl for services the client has no
+// right to call: one with its own WSDL (searchPersons is configured
+// without one, so the provider's catch-all entry, which has a WSDL, is
+// named by an unlisted code) must be refused as the service itself is,
+// and the information system must not be asked for it.
+func TestGetWsdlNeedsAccessRight(t *testing.T) {
+	e := newEnv(t)
+	for _, code := range []string{"unlistedService", sampleis.CodeSearchPersons} {
+		h := soap.Header{Client: client, ID: newID(), ProtocolVersion: soap.ProtocolVersion,
+			Service: ident.Service{Client: provider, ServiceCode: "getWsdl"}}
+		req := soap.NewRequest(h, []byte("<xrd:getWsdl><xrd:serviceCode>"+code+
+			"</xrd:serviceCode></xrd:getWsdl>"))
+		status, body := call(t, http.DefaultClient, e.clientURL(), req)
+		if status != http.StatusInternalServerError ||
+			faultCode(t, body) != soap.CodeAccessDenied {
+			t.Errorf("getWsdl of %s without an access right: status %d, %s; want %s",
+				code, status, body, soap.CodeAccessDenied)
+		}
+	}
+	if e.is.Hits() != 0 {
+		t.Errorf("the information system was asked %d times for a WSDL", e.is.Hits())
+	}
+}
