@@ -58,6 +58,11 @@ const (
 	ClientPort = 8080
 	// ServerPort is the server proxy's TLS port on the external interface.
 	ServerPort = 8443
+	// ManagePort is the security server's management API (HTTPS, with a
+	// bearer token), which 'qapi register' drives, on the internal
+	// interface. The server configuration's manage.listen must use it: the
+	// firewall opens no other port for that API.
+	ManagePort = 4001
 )
 
 // Default returns the instance an appliance runs: qapi-firstboot, and the
@@ -65,10 +70,12 @@ const (
 // made the keys. Its network puts the external role on eth0 and the
 // internal role on eth1, addressed for QEMU's user networking (10.0.2.15/24
 // and 10.0.3.15/24), with the firewall open for ServerPort outside and
-// ClientPort and HealthPort inside. With devKeys the keys are kept in plain
-// files instead of sealed by the TPM.
+// ClientPort, ManagePort and HealthPort inside. With devKeys the keys are
+// kept in plain files instead of sealed by the TPM.
 //
 // TODO: a console step that writes NetworkPath; a real machine needs it seeded.
+// TODO: netconfig.Firewall has one console port, held by HealthPort, so
+// ManagePort is opened among the client ports; it needs a field of its own.
 func Default(devKeys bool) *Instance {
 	fb := Program{Name: "qapi-firstboot", Package: FirstbootPackage,
 		Args: []string{"-listen", fmt.Sprintf(":%d", HealthPort), "-keys", SealedDir,
@@ -91,8 +98,10 @@ func Default(devKeys bool) *Instance {
 			External: netconfig.Interface{Name: "eth0", Addresses: []string{"10.0.2.15/24"},
 				Gateway: "10.0.2.2"},
 			Internal: netconfig.Interface{Name: "eth1", Addresses: []string{"10.0.3.15/24"}},
-			Firewall: netconfig.Firewall{TLSPort: ServerPort, ClientPorts: []uint16{ClientPort},
-				ConsolePort: HealthPort},
+			// ManagePort sits among the client ports: the firewall
+			// treats them alike, internal side only.
+			Firewall: netconfig.Firewall{TLSPort: ServerPort,
+				ClientPorts: []uint16{ClientPort, ManagePort}, ConsolePort: HealthPort},
 		},
 		Health: fmt.Sprintf("http://127.0.0.1:%d/healthz", HealthPort),
 	}

@@ -272,7 +272,8 @@ func (p *testPortal) serverPerm(t *testing.T, dir, isURL string) {
 		Services: []server.ServiceConfig{{Provider: testEDR.String(), URL: isURL}},
 		AccessRights: []server.AccessRight{{Service: testService.String(),
 			Subject: "subsystem:" + testPolice.String()}},
-		Manage: &server.ManageConfig{Listen: "10.0.3.15:4001", Dir: "manage"},
+		Manage: &server.ManageConfig{Listen: fmt.Sprintf("10.0.3.15:%d", gokrazy.ManagePort),
+			Dir: "manage"},
 	}
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

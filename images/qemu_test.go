@@ -42,11 +42,13 @@ type vm struct {
 	started time.Time
 	qemu    *exec.Cmd
 	swtpm   *exec.Cmd
-	// Host loopback ports forwarded to the guest's health endpoint and
-	// client proxy on the internal interface, and to the health port on the
-	// external interface, where the firewall must drop it, and the server
-	// proxy there.
-	healthPort, clientPort, externalHealthPort, serverPort int
+	// Host loopback ports forwarded to the guest's health endpoint, client
+	// proxy and management API on the internal interface; to the health
+	// and management ports on the external interface, where neither may
+	// answer; and to the server proxy there.
+	healthPort, clientPort, managePort     int
+	externalHealthPort, externalManagePort int
+	serverPort                             int
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -71,7 +73,8 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 	}
 	v := &vm{t: t, dir: dir, serial: filepath.Join(dir, "serial.log"),
 		qmp:        filepath.Join(dir, "qmp.sock"),
-		healthPort: freePort(t), clientPort: freePort(t), externalHealthPort: freePort(t),
+		healthPort: freePort(t), clientPort: freePort(t), managePort: freePort(t),
+		externalHealthPort: freePort(t), externalManagePort: freePort(t),
 		serverPort: freePort(t)}
 	sock := filepath.Join(dir, "swtpm.sock")
 	v.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+tpmDir,
@@ -90,8 +93,15 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 	// eth0 (external) on 10.0.2.0/24, eth1 (internal) on 10.0.3.0/24, as
 	// gokrazy.Default addresses them; the internal ports reach the host.
 	internal := fmt.Sprintf("user,id=n1,net=10.0.3.0/24,"+
-		"hostfwd=tcp:127.0.0.1:%d-10.0.3.15:4000,hostfwd=tcp:127.0.0.1:%d-10.0.3.15:8080",
-		v.healthPort, v.clientPort)
+		"hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d,hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d,"+
+		"hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d",
+		v.healthPort, gokrazy.HealthPort, v.clientPort, gokrazy.ClientPort,
+		v.managePort, gokrazy.ManagePort)
+	external := fmt.Sprintf("user,id=n0,net=10.0.2.0/24,"+
+		"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d,hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d,"+
+		"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d",
+		v.externalHealthPort, gokrazy.HealthPort, v.externalManagePort, gokrazy.ManagePort,
+		v.serverPort, gokrazy.ServerPort)
 	args := []string{
 		"-accel", "tcg", "-m", "1024", "-nodefaults", "-display", "none", "-vga", "none",
 		"-no-reboot",
@@ -101,9 +111,7 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 		"-device", "virtio-blk-pci,drive=disk,bootindex=1",
 		"-chardev", "socket,id=chrtpm,path=" + sock,
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
-		"-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,"+
-			"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:4000,hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d",
-			v.externalHealthPort, v.serverPort, gokrazy.ServerPort),
+		"-netdev", external,
 		"-device", "virtio-net-pci,netdev=n0,romfile=",
 		"-netdev", internal, "-device", "virtio-net-pci,netdev=n1,romfile=",
 		"-device", "virtio-rng-pci",
@@ -231,6 +239,31 @@ func (v *vm) tryGet(port int, path string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
+// manageStatus sends GET /api/status without a token to the management
+// API through a forwarded port, over TLS 1.3 without checking the
+// certificate (the test has not read the connection file), until it
+// answers with any status or timeout passes; zero timeout tries once. It
+// returns the status.
+func (v *vm) manageStatus(port int, timeout time.Duration) (int, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}}}
+	defer c.CloseIdleConnections()
+	url := fmt.Sprintf("https://127.0.0.1:%d/api/status", port)
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		if !time.Now().Before(deadline) {
+			return 0, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // health is what qapi-firstboot's GET /healthz answers.
 type health struct {
 	KeyMode     string            `json:"keyMode"`
@@ -327,6 +360,19 @@ func TestBoot(t *testing.T) {
 			"must drop it there", status)
 	}
 	v.waitConsole("keys sealed by the TPM", time.Minute)
+
+	// The security server, waiting for its certificates, serves the
+	// management API over TLS on the internal interface and refuses a
+	// request without the token; the external interface does not carry it.
+	status, err := v.manageStatus(v.managePort, 2*time.Minute)
+	if err != nil || status != http.StatusUnauthorized {
+		t.Fatalf("first boot: management API on the internal interface, GET /api/status "+
+			"without a token: %d, %v; want 401", status, err)
+	}
+	if status, err := v.manageStatus(v.externalManagePort, 0); err == nil {
+		t.Errorf("the management API answered %d on the external interface; it must "+
+			"not be reachable there", status)
+	}
 	v.waitConsole("marked the booted slot good", time.Minute)
 	if !strings.Contains(v.console(), "grew the perm partition") {
 		t.Error("first boot on a larger disk did not grow perm")
