@@ -332,6 +332,11 @@ func (p *ClientProxy) post(ctx context.Context, servers []globalconf.SecuritySer
 			break
 		}
 		defer resp.Body.Close()
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			return nil, "", fault(soap.CodeProviderFault, "the provider's security server "+
+				"at %s answered with a redirect (HTTP %d), which is not followed",
+				ss.Address, resp.StatusCode)
+		}
 		b, over, err := readBounded(resp.Body, p.cfg.ResponseMaxBytes+SignatureOverhead,
 			resp.ContentLength)
 		if err != nil {
@@ -434,14 +439,17 @@ func (p *ClientProxy) peer(ss globalconf.SecurityServer) *http.Client {
 			return p.verifyPeer(cs, owner, code)
 		},
 	}
-	c := &http.Client{Transport: &http.Transport{
+	tr := &http.Transport{
 		TLSClientConfig:     tc,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-	}}
+	}
+	// A redirect would send the signed request to an address the global
+	// configuration does not name, perhaps over plain HTTP.
+	c := &http.Client{Transport: tr, CheckRedirect: noRedirect}
 	p.peers[key] = c
 	return c
 }

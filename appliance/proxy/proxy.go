@@ -240,6 +240,11 @@ type Service struct {
 	Client *http.Client
 }
 
+// noRedirect is the CheckRedirect of every HTTP client of the proxies: a
+// message goes only where the configuration says, so a 3xx answer is
+// taken as the answer itself (and refused as not SOAP).
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // fault builds a *soap.Fault.
 func fault(code, format string, args ...any) *soap.Fault {
 	return &soap.Fault{Code: code, String: fmt.Sprintf(format, args...)}

@@ -57,7 +57,18 @@ func NewServerProxy(cfg Config) (*ServerProxy, error) {
 		isc: &http.Client{Transport: &http.Transport{
 			MaxIdleConns: 256, MaxIdleConnsPerHost: 256,
 			IdleConnTimeout: 90 * time.Second,
-		}}}
+		}, CheckRedirect: noRedirect}}
+	// A request goes to the address configured for its service and
+	// nowhere else: the clients are copied so that none follows a
+	// redirect, whatever the caller set.
+	p.cfg.Services = slices.Clone(cfg.Services)
+	for i, s := range p.cfg.Services {
+		if s.Client != nil {
+			c := *s.Client
+			c.CheckRedirect = noRedirect
+			p.cfg.Services[i].Client = &c
+		}
+	}
 	for _, s := range cfg.Services {
 		if !cfg.serves(s.Provider) {
 			return nil, fmt.Errorf("service %s/%s: provider is not one of the served "+
