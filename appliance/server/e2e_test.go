@@ -101,6 +101,13 @@ func TestRefusals(t *testing.T) {
 			})
 			return getPersonReq(e), nil
 		}, soap.CodeBlocked, "provider AZ/GOV/1001/EDR is blocked"},
+		{"blocked provider at the provider's server",
+			func(t *testing.T, e *env) ([]byte, []byte) {
+				e.setConf(func(c, p *globalconf.Conf) {
+					p.Blocked = []globalconf.Blocked{{Client: provider, Since: time.Now()}}
+				})
+				return getPersonReq(e), nil
+			}, soap.CodeBlocked, "provider AZ/GOV/1001/EDR is blocked by the operator"},
 		{"no access right", func(t *testing.T, e *env) ([]byte, []byte) {
 			return sampleis.SearchPersonsRequest(header(searchPersons, newID()),
 				sampleis.Search{Surname: "Əliyev"}), nil
