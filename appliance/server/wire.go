@@ -59,7 +59,9 @@ type stapling struct {
 	report func(incident.Report)
 
 	mu      sync.Mutex
-	key     string // issuer and URL of st
+	conf    *globalconf.Conf // the configuration use was chosen for
+	use     *ocsp.Stapler    // st, or nil when conf lists no responder for us
+	key     string           // issuer and URL of st
 	st      *ocsp.Stapler
 	stopRun context.CancelFunc
 }
@@ -85,8 +87,17 @@ func (s *stapling) stapler() (*ocsp.Stapler, error) {
 	if err != nil {
 		return nil, nil // the proxies refuse to exchange without one
 	}
+
+	// Finding the issuer checks a signature: do it once per configuration,
+	// not once per message signed.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if conf == s.conf {
+		return s.use, nil
+	}
 	ca, issuer := issuerIn(conf, s.cert)
 	if ca == nil || len(ca.OCSP) == 0 {
+		s.conf, s.use = conf, nil
 		return nil, nil
 	}
 	url := ca.OCSP[0]
@@ -94,10 +105,8 @@ func (s *stapling) stapler() (*ocsp.Stapler, error) {
 		url = s.cert.OCSPServer[0] // the certificate's own word first
 	}
 	key := string(issuer.Raw) + "\x00" + url
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.st != nil && s.key == key {
+		s.conf, s.use = conf, s.st
 		return s.st, nil
 	}
 	st, err := ocsp.NewStapler(s.cert, issuer, ocsp.StaplerOptions{URL: url})
@@ -108,7 +117,7 @@ func (s *stapling) stapler() (*ocsp.Stapler, error) {
 		s.stopRun()
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	s.st, s.key, s.stopRun = st, key, cancel
+	s.conf, s.use, s.st, s.key, s.stopRun = conf, st, st, key, cancel
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); st.Run(ctx) }()
 	return st, nil
