@@ -12,6 +12,7 @@ package ocsp
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -46,6 +47,15 @@ const DefaultMaxAge = 20 * time.Minute
 // response; its error wraps one of the Err values.
 func Verify(der []byte, cert, issuer *x509.Certificate, now time.Time,
 	maxAge time.Duration) (*ocsp.Response, error) {
+	r, err := parse(der, cert, issuer)
+	if err != nil {
+		return nil, err
+	}
+	return judge(r, cert, issuer, now, maxAge)
+}
+
+// parse parses der as the response for cert and checks its signature.
+func parse(der []byte, cert, issuer *x509.Certificate) (*ocsp.Response, error) {
 	if len(der) == 0 {
 		return nil, ErrMissing
 	}
@@ -53,6 +63,13 @@ func Verify(der []byte, cert, issuer *x509.Certificate, now time.Time,
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	return r, nil
+}
+
+// judge checks a parsed, signature-checked response at now: everything
+// Verify checks but the signature.
+func judge(r *ocsp.Response, cert, issuer *x509.Certificate, now time.Time,
+	maxAge time.Duration) (*ocsp.Response, error) {
 	if r.Certificate != nil && !bytes.Equal(r.Certificate.Raw, issuer.Raw) {
 		// Clause 6.4: only the portal's certification centre, or a
 		// responder it certified for this, vouches for a certificate.
@@ -90,14 +107,27 @@ func Verify(der []byte, cert, issuer *x509.Certificate, now time.Time,
 }
 
 // Checker judges stapled responses with the maximum age the global
-// configuration sets.
+// configuration sets. A peer staples the same response to every message
+// until it refreshes it, so a Checker checks the signature of each response
+// once and remembers it; age and status it judges on every call. The zero
+// value is ready; a Checker must not be copied after first use.
 type Checker struct {
 	// Source gives Conf.OCSPMaxAge; DefaultMaxAge when it is 0 or the
 	// configuration is unavailable.
 	Source globalconf.Source
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+
+	mu     sync.Mutex
+	parsed map[checked]*ocsp.Response
 }
+
+// checked names a response checked for a certificate and its issuer.
+type checked struct{ der, cert, issuer [sha256.Size]byte }
+
+// maxChecked bounds the responses a Checker remembers: one or two per peer
+// in use. Past it the Checker forgets them all and starts again.
+const maxChecked = 4096
 
 // Check has the signature of sign.VerifyOptions.CheckOCSP: it returns nil
 // when ocspDER is a good, fresh response for cert, else an error.
@@ -112,8 +142,37 @@ func (c *Checker) Check(cert, issuer *x509.Certificate, ocspDER []byte) error {
 			maxAge = time.Duration(conf.OCSPMaxAge)
 		}
 	}
-	_, err := Verify(ocspDER, cert, issuer, now, maxAge)
+	r, err := c.parse(ocspDER, cert, issuer)
+	if err != nil {
+		return err
+	}
+	_, err = judge(r, cert, issuer, now, maxAge)
 	return err
+}
+
+// parse is parse, remembering the responses whose signature checked.
+func (c *Checker) parse(der []byte, cert, issuer *x509.Certificate) (*ocsp.Response, error) {
+	if len(der) == 0 {
+		return nil, ErrMissing
+	}
+	k := checked{sha256.Sum256(der), sha256.Sum256(cert.Raw), sha256.Sum256(issuer.Raw)}
+	c.mu.Lock()
+	r := c.parsed[k]
+	c.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	r, err := parse(der, cert, issuer)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.parsed == nil || len(c.parsed) >= maxChecked {
+		c.parsed = make(map[checked]*ocsp.Response)
+	}
+	c.parsed[k] = r
+	c.mu.Unlock()
+	return r, nil
 }
 
 // Stapler keeps a fresh OCSP response for one certificate. It is safe for

@@ -110,6 +110,39 @@ func TestChecker(t *testing.T) {
 	}
 }
 
+// TestCheckerJudgesRememberedResponses: a response whose signature a
+// Checker checked once is judged again on every call, so it turns too old
+// while remembered; and another certificate's check of it still fails.
+func TestCheckerJudgesRememberedResponses(t *testing.T) {
+	ca, _ := testpki.NewCA("cc")
+	signer, err := ca.IssueSigning(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ca.IssueSigning(ident.Client{Instance: "AZ", MemberClass: "GOV",
+		MemberCode: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	clock := now
+	c := &Checker{Now: func() time.Time { return clock }}
+	der := respond(t, ca.Cert, ca.Cert, ca.Key, signer.Cert.SerialNumber, ocsp.Good, now)
+
+	for i := range 2 {
+		if err := c.Check(signer.Cert, ca.Cert, der); err != nil {
+			t.Fatalf("check %d: %v", i, err)
+		}
+	}
+	if err := c.Check(other.Cert, ca.Cert, der); !errors.Is(err, ErrInvalid) {
+		t.Errorf("another certificate's check = %v, want ErrInvalid", err)
+	}
+	clock = now.Add(DefaultMaxAge + time.Minute)
+	if err := c.Check(signer.Cert, ca.Cert, der); !errors.Is(err, ErrTooOld) {
+		t.Errorf("check after %s = %v, want ErrTooOld", DefaultMaxAge, err)
+	}
+}
+
 func TestStapler(t *testing.T) {
 	ca, _ := testpki.NewCA("cc")
 	signer, _ := ca.IssueSigning(member)
