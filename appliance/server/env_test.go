@@ -117,9 +117,11 @@ type env struct {
 	// onIS, when set, runs whenever the provider's information system is
 	// reached, before it answers.
 	onIS atomic.Pointer[func()]
+	// editOptions, when set, changes each server's Options before New.
+	editOptions func(*server.Options)
 }
 
-func writePEM(t *testing.T, path string, certs ...*x509.Certificate) {
+func writePEM(t testing.TB, path string, certs ...*x509.Certificate) {
 	t.Helper()
 	var b bytes.Buffer
 	for _, c := range certs {
@@ -130,7 +132,7 @@ func writePEM(t *testing.T, path string, certs ...*x509.Certificate) {
 	}
 }
 
-func writeKeyPEM(t *testing.T, path string, c *testpki.Cert) {
+func writeKeyPEM(t testing.TB, path string, c *testpki.Cert) {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(c.Key)
 	if err != nil {
@@ -142,7 +144,7 @@ func writeKeyPEM(t *testing.T, path string, c *testpki.Cert) {
 	}
 }
 
-func must[T any](t *testing.T) func(T, error) T {
+func must[T any](t testing.TB) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {
@@ -152,7 +154,7 @@ func must[T any](t *testing.T) func(T, error) T {
 	}
 }
 
-func newNode(t *testing.T, e *env, member ident.Client, code string, clients []ident.Client,
+func newNode(t testing.TB, e *env, member ident.Client, code string, clients []ident.Client,
 	edit func(*server.Config)) *node {
 	t.Helper()
 	n := &node{src: globalconf.NewStatic(nil), clock: &clock{}, events: &sink{},
@@ -186,9 +188,13 @@ func newNode(t *testing.T, e *env, member ident.Client, code string, clients []i
 	loaded := must[*server.Config](t)(server.LoadConfig(path))
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	n.srv = must[*server.Server](t)(server.New(loaded, server.Options{
+	opts := server.Options{
 		Keys:   &memKeys{sign: n.sign.Key, auth: n.auth.Key, secret: secret},
-		Source: n.src, Events: n.events, Now: n.clock.Now}))
+		Source: n.src, Events: n.events, Now: n.clock.Now}
+	if e.editOptions != nil {
+		e.editOptions(&opts)
+	}
+	n.srv = must[*server.Server](t)(server.New(loaded, opts))
 	if err := n.srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -202,20 +208,26 @@ func newNode(t *testing.T, e *env, member ident.Client, code string, clients []i
 	return n
 }
 
-func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
 
 // newEnvWith is newEnv with a last change to the provider's server's
 // configuration.
-func newEnvWith(t *testing.T, editProvider func(e *env, c *server.Config)) *env {
+func newEnvWith(t testing.TB, editProvider func(e *env, c *server.Config)) *env {
 	t.Helper()
 	return newEnvEdit(t, editProvider, nil)
 }
 
 // newEnvEdit is newEnv with a last change to each server's configuration.
-func newEnvEdit(t *testing.T, editProvider, editClient func(e *env,
+func newEnvEdit(t testing.TB, editProvider, editClient func(e *env,
 	c *server.Config)) *env {
 	t.Helper()
-	e := &env{is: sampleis.New()}
+	return buildEnv(t, &env{is: sampleis.New()}, editProvider, editClient)
+}
+
+// buildEnv fills in e, whose register and editOptions are set, as newEnvEdit.
+func buildEnv(t testing.TB, e *env, editProvider, editClient func(e *env,
+	c *server.Config)) *env {
+	t.Helper()
 	e.ca = must[*testpki.CA](t)(testpki.NewCA("Qapı test CA"))
 	ists := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f := e.onIS.Load(); f != nil {
@@ -306,7 +318,7 @@ func header(svc ident.Service, id string) sampleis.Header {
 }
 
 // call posts a request to a client proxy URL and returns status and body.
-func call(t *testing.T, hc *http.Client, url string, req []byte) (int, []byte) {
+func call(t testing.TB, hc *http.Client, url string, req []byte) (int, []byte) {
 	t.Helper()
 	resp, err := hc.Post(url, "text/xml; charset=utf-8", bytes.NewReader(req))
 	if err != nil {
