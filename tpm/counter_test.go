@@ -3,6 +3,8 @@ package tpm
 import (
 	"errors"
 	"testing"
+
+	"github.com/google/go-tpm/tpm2"
 )
 
 func TestCounterOnlyMovesForward(t *testing.T) {
@@ -65,4 +67,60 @@ func TestCounterRefusesForeignIndex(t *testing.T) {
 	if _, err := tp.Counter(DefaultCounterIndex + 1); err == nil {
 		t.Errorf("Counter over an ordinary NV index succeeded")
 	}
+}
+
+// Clause 6.2.3: root on the box may delete the counter, since the owner
+// authorisation is empty, but a counter defined again at the same index
+// starts above every value the old one held, so it still refuses an image
+// older than the newest committed one.
+func TestCounterRedefinedDoesNotMoveBack(t *testing.T) {
+	tp := newSim(t)
+	c, err := tp.Counter(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := c.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Advance(start + 5); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = tpm2.NVUndefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(c.Index()), Name: mustName(t, c)},
+	}.Execute(tp.t)
+	if err != nil {
+		t.Fatalf("delete the counter: %v", err)
+	}
+	if _, err := c.Read(); err == nil {
+		t.Fatal("the deleted counter still reads")
+	}
+
+	c, err = tp.Counter(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("at %d when deleted, the counter defined again reads %d", start+5, got)
+	if got < start+5 {
+		t.Fatalf("the counter defined again reads %d, below the %d it held", got, start+5)
+	}
+	if err := c.Advance(start + 4); !errors.Is(err, ErrRollback) {
+		t.Fatalf("Advance to %d after redefinition: %v, want ErrRollback", start+4, err)
+	}
+}
+
+// mustName returns the TPM name of c's NV index.
+func mustName(t *testing.T, c *Counter) tpm2.TPM2BName {
+	t.Helper()
+	h, err := c.handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.Name
 }
