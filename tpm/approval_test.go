@@ -7,9 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
@@ -146,9 +148,23 @@ func TestApprovalVoidedByCounter(t *testing.T) {
 	if err := c.Advance(v + 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tp.Unseal(b, image1); !errors.Is(err, ErrNotApproved) {
+	_, err = tp.Unseal(b, image1)
+	if !errors.Is(err, ErrNotApproved) {
 		t.Fatalf("Unseal with image %d's approval at counter %d: %v, want ErrNotApproved",
 			v, v+1, err)
+	}
+	if want := fmt.Sprintf("is at %d", v+1); !strings.Contains(err.Error(), want) {
+		t.Errorf("refusal %q does not say the counter %s", err, want)
+	}
+	t.Logf("%v", err)
+
+	// Without the counter the TPM refuses the condition, and the error says
+	// the counter is missing rather than past the version.
+	missing := approve(t, tp, operator, []int{7}, c.Index()+1, v+1)
+	_, err = tp.Unseal(b, missing)
+	if !errors.Is(err, ErrNotApproved) || !strings.Contains(err.Error(), "cannot be read") {
+		t.Fatalf("Unseal with an approval naming a missing counter: %v, want ErrNotApproved "+
+			"saying the counter cannot be read", err)
 	}
 	if _, err := tp.Unseal(b, image2); err != nil {
 		t.Fatalf("Unseal with image %d's approval at counter %d: %v", v+1, v+1, err)

@@ -225,9 +225,7 @@ func (t *TPM) policyAuthorize(sess tpm2.Session, authority *ecdsa.PublicKey,
 		}
 		if _, err := cmd.Execute(t.t); err != nil {
 			if errors.Is(err, tpm2.TPMRCPolicy) || errors.Is(err, tpm2.TPMRCHandle) {
-				return fmt.Errorf("%w: the approval is for version %d, and the "+
-					"anti-rollback counter %#x has moved past it or is missing: %v",
-					ErrNotApproved, a.Version, a.Counter, err)
+				return a.voided(t, err)
 			}
 			return fmt.Errorf("PolicyNV: %w", err)
 		}
@@ -275,6 +273,22 @@ func (t *TPM) policyAuthorize(sess tpm2.Session, authority *ecdsa.PublicKey,
 		return fmt.Errorf("PolicyAuthorize: %w", err)
 	}
 	return nil
+}
+
+// voided explains the TPM's refusal of a's counter condition: the counter
+// is past a's version (saying where it is, so that the operator can tell
+// an old image from a counter that started high), or it is missing.
+func (a *Approval) voided(t *TPM, err error) error {
+	c := &Counter{t: t, index: tpm2.TPMHandle(a.Counter)}
+	v, rerr := c.read()
+	if rerr != nil {
+		return fmt.Errorf("%w: the approval is for version %d and needs the anti-rollback "+
+			"counter %#x, which cannot be read: %v (%v)", ErrNotApproved, a.Version,
+			a.Counter, rerr, err)
+	}
+	return fmt.Errorf("%w: the approval is for version %d, and the anti-rollback "+
+		"counter %#x is at %d: this box boots version %d or later only: %v",
+		ErrNotApproved, a.Version, a.Counter, v, v, err)
 }
 
 // checkPCRs compares the current PCR values with expected.
