@@ -59,7 +59,10 @@ func counterName(index uint32) (tpm2.TPM2BName, error) {
 	return *n, nil
 }
 
-// TODO: a TPM whose counters ran high before starts ours above 1; store an offset.
+// A TPM whose counters ran high before starts ours above 1, and an offset
+// kept in software would not help: an approval's TPM2_PolicyNV compares
+// the raw value with the image version.
+// TODO: map image versions onto a counter that starts above 1.
 // TODO: set an owner authorisation so root on the box cannot advance the counter.
 
 // Counter opens the anti-rollback counter at NV index (DefaultCounterIndex

@@ -89,7 +89,10 @@
 // bus fails the comparison with a blob's name. The commands that carry a secret (TPM2_Create going
 // in, TPM2_Unseal coming out) run in sessions salted to the storage root
 // key, with AES-128-CFB parameter encryption, so the secret never crosses
-// the bus in the clear.
+// the bus in the clear. What the salt cannot stop is an interposer already
+// on the bus at the first seal, answering with a key of its own: nothing
+// yet checks the storage root key against the TPM's endorsement key
+// certificate.
 //
 // # The blob format
 //
