@@ -130,6 +130,10 @@ type Result struct {
 // programs.
 func Build(ctx context.Context, c Config) (*Result, error) {
 	c.defaults()
+	// A disk size that does not fit is told before the programs are built.
+	if _, err := layout(c); err != nil {
+		return nil, err
+	}
 	tmp, err := os.MkdirTemp("", "qapi-image-")
 	if err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"debug/buildinfo"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -16,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -131,16 +134,36 @@ func readTable(t *testing.T, img string) *gpt.Table {
 	return tab
 }
 
-// TestReproducible assembles the image twice from the same programs and
-// kernel and compares the bytes, then checks the layout gokrazy expects.
+// TestReproducible builds the programs twice and assembles an image from
+// each build, with the same kernel, and compares the bytes; then checks the
+// progress lines, that every program is pure Go, and the layout gokrazy
+// expects.
+//
+// TODO: both builds share the host's Go build cache; a build with an empty
+// cache, or on another machine, is not compared.
 func TestReproducible(t *testing.T) {
 	needBuildTools(t)
-	bin := builtPrograms(t)
 	dir := t.TempDir()
+	bins := []string{builtPrograms(t), filepath.Join(dir, "bin1")}
+	if err := BuildPrograms(context.Background(), testConfig(t, ""), bins[1]); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range programNames(t, bins[0]) {
+		a, b := sha256File(t, filepath.Join(bins[0], name)),
+			sha256File(t, filepath.Join(bins[1], name))
+		if a != b {
+			t.Errorf("two builds of %s differ: %s and %s", name, a, b)
+		}
+	}
+
 	var sums []string
+	var progress strings.Builder
 	for i := range 2 {
 		c := testConfig(t, filepath.Join(dir, fmt.Sprintf("disk%d.img", i)))
-		res, err := Assemble(context.Background(), c, bin)
+		if i == 0 {
+			c.Progress = &progress
+		}
+		res, err := Assemble(context.Background(), c, bins[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,6 +173,13 @@ func TestReproducible(t *testing.T) {
 	}
 	if sums[0] != sums[1] {
 		t.Errorf("two builds from the same inputs differ: %s and %s", sums[0], sums[1])
+	}
+	lines := strings.Split(progress.String(), "\n")
+	for _, step := range []string{"kernel ", "initramfs: ", "root slot: ", "boot partition: ",
+		"perm: ", "wrote "} {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, step) }) {
+			t.Errorf("the build's progress has no line starting %q:\n%s", step, &progress)
+		}
 	}
 
 	img := filepath.Join(dir, "disk0.img")
@@ -166,6 +196,60 @@ func TestReproducible(t *testing.T) {
 	want := gokrazy.EntryName(gokrazy.SlotAPartition, BootTries)
 	if got := mdir(t, img, tab, "/loader/entries"); !strings.Contains(got, want) {
 		t.Errorf("no loader entry %s:\n%s", want, got)
+	}
+}
+
+// programNames lists the programs BuildPrograms wrote into bin.
+func programNames(t *testing.T, bin string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) < 3 {
+		t.Fatalf("%s holds %v: want the init, the initramfs init and the programs", bin, names)
+	}
+	return names
+}
+
+// TestProgramsPureGo checks that every program of the image was built with
+// CGO_ENABLED=0 for linux/amd64 and is linked statically: the root slot
+// has no C library and no dynamic loader.
+func TestProgramsPureGo(t *testing.T) {
+	needBuildTools(t)
+	bin := builtPrograms(t)
+	for _, name := range programNames(t, bin) {
+		p := filepath.Join(bin, name)
+		info, err := buildinfo.ReadFile(p)
+		if err != nil {
+			t.Errorf("%s: no Go build information: %v", name, err)
+			continue
+		}
+		settings := map[string]string{}
+		for _, s := range info.Settings {
+			settings[s.Key] = s.Value
+		}
+		if settings["CGO_ENABLED"] != "0" || settings["GOOS"] != "linux" ||
+			settings["GOARCH"] != "amd64" {
+			t.Errorf("%s: built with CGO_ENABLED=%q GOOS=%q GOARCH=%q; want 0, linux, amd64",
+				name, settings["CGO_ENABLED"], settings["GOOS"], settings["GOARCH"])
+		}
+		f, err := elf.Open(p)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP || prog.Type == elf.PT_DYNAMIC {
+				t.Errorf("%s: dynamically linked (%v); the root slot has no loader", name,
+					prog.Type)
+			}
+		}
+		f.Close()
 	}
 }
 
@@ -204,6 +288,14 @@ func TestLayout(t *testing.T) {
 	small.Size = 512 * mib
 	if _, err := layout(small); err == nil {
 		t.Error("layout accepted a disk too small for the slots")
+	}
+
+	// Build says so before it compiles anything: the module folder does
+	// not exist, so a build would fail otherwise.
+	small.ModuleDir = filepath.Join(t.TempDir(), "no-module")
+	_, err = Build(context.Background(), small)
+	if err == nil || !strings.Contains(err.Error(), "too small") {
+		t.Errorf("Build on a disk too small: %v; want the size refused first", err)
 	}
 }
 
