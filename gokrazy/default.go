@@ -3,6 +3,7 @@ package gokrazy
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/qapi-az/qapi/netconfig"
 )
@@ -14,7 +15,23 @@ const (
 	// FirstbootPackage makes and checks the machine's TPM-sealed keys and
 	// serves the health endpoint.
 	FirstbootPackage = "github.com/qapi-az/qapi/gokrazy/cmd/qapi-firstboot"
+	// MonitorPackage is the local monitoring station (clauses 2.6, 2.7).
+	MonitorPackage = "github.com/qapi-az/qapi/cmd/qapi-monitor"
 )
+
+// MonitorDir is the monitoring station's state folder, the one folder it
+// can read and write once it has confined itself; MonitorSocket, in it, is
+// where the security server sends its metadata (the server configuration's
+// monitorSocket).
+const (
+	MonitorDir    = "/perm/qapi-monitor"
+	MonitorSocket = MonitorDir + "/monitor.sock"
+)
+
+// MonitorDenied are the paths the monitoring station proves it cannot open
+// before it serves (clause 2.7): the security server's folder on perm with
+// its configuration and message log, and the keys.
+var MonitorDenied = []string{"/perm/qapi", ServerConfigPath, SealedDir}
 
 // ServerConfigPath is where the security server's configuration lives on
 // the appliance (qapi-server's default -config).
@@ -63,19 +80,25 @@ const (
 	// interface. The server configuration's manage.listen must use it: the
 	// firewall opens no other port for that API.
 	ManagePort = 4001
+	// MonitorPort is the monitoring station's status page and /metrics
+	// (HTTP), on the internal interface.
+	MonitorPort = 8090
 )
 
-// Default returns the instance an appliance runs: qapi-firstboot, and the
-// security server once its configuration exists on /perm and firstboot has
-// made the keys. Its network puts the external role on eth0 and the
-// internal role on eth1, addressed for QEMU's user networking (10.0.2.15/24
-// and 10.0.3.15/24), with the firewall open for ServerPort outside and
-// ClientPort, ManagePort and HealthPort inside. With devKeys the keys are
-// kept in plain files instead of sealed by the TPM.
+// Default returns the instance an appliance runs: qapi-firstboot, the
+// monitoring station, and the security server once its configuration
+// exists on /perm and firstboot has made the keys. The monitoring station
+// runs as user and group 65534, confined by Landlock to MonitorDir, and
+// refuses to serve if it can open any of MonitorDenied. Its network puts
+// the external role on eth0 and the internal role on eth1, addressed for
+// QEMU's user networking (10.0.2.15/24 and 10.0.3.15/24), with the firewall
+// open for ServerPort outside and ClientPort, ManagePort, MonitorPort and
+// HealthPort inside. With devKeys the keys are kept in plain files instead
+// of sealed by the TPM.
 //
 // TODO: a console step that writes NetworkPath; a real machine needs it seeded.
 // TODO: netconfig.Firewall has one console port, held by HealthPort, so
-// ManagePort is opened among the client ports; it needs a field of its own.
+// ManagePort and MonitorPort are opened among the client ports.
 func Default(devKeys bool) *Instance {
 	fb := Program{Name: "qapi-firstboot", Package: FirstbootPackage,
 		Args: []string{"-listen", fmt.Sprintf(":%d", HealthPort), "-keys", SealedDir,
@@ -93,15 +116,21 @@ func Default(devKeys bool) *Instance {
 				Hint: "register this security server with the portal to receive its " +
 					"configuration and certificates",
 				Awaits: KeyFiles(devKeys)},
+			{Name: "qapi-monitor", Package: MonitorPackage,
+				Args: []string{"-state", MonitorDir, "-socket", MonitorSocket,
+					"-listen", fmt.Sprintf(":%d", MonitorPort),
+					"-uid", "65534", "-gid", "65534",
+					"-deny", strings.Join(MonitorDenied, ",")}},
 		},
 		Network: &netconfig.Config{
 			External: netconfig.Interface{Name: "eth0", Addresses: []string{"10.0.2.15/24"},
 				Gateway: "10.0.2.2"},
 			Internal: netconfig.Interface{Name: "eth1", Addresses: []string{"10.0.3.15/24"}},
-			// ManagePort sits among the client ports: the firewall
-			// treats them alike, internal side only.
+			// ManagePort and MonitorPort sit among the client ports: the
+			// firewall treats them alike, internal side only.
 			Firewall: netconfig.Firewall{TLSPort: ServerPort,
-				ClientPorts: []uint16{ClientPort, ManagePort}, ConsolePort: HealthPort},
+				ClientPorts: []uint16{ClientPort, ManagePort, MonitorPort},
+				ConsolePort: HealthPort},
 		},
 		Health: fmt.Sprintf("http://127.0.0.1:%d/healthz", HealthPort),
 	}

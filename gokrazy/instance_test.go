@@ -1,9 +1,12 @@
 package gokrazy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/qapi-az/qapi/images/gpt"
@@ -77,5 +80,41 @@ func TestInstanceRoundTrip(t *testing.T) {
 	in.Programs = append(in.Programs, in.Programs[0])
 	if _, err := in.Marshal(); err == nil {
 		t.Error("Marshal accepted two programs of one name")
+	}
+}
+
+// TestDefaultMonitorConfined checks that the image runs the monitoring
+// station confined, denied the server's folder, configuration and keys
+// (clause 2.7), and reachable through the firewall on the internal side.
+func TestDefaultMonitorConfined(t *testing.T) {
+	in := Default(false)
+	p, ok := in.Program("qapi-monitor")
+	if !ok || p.Package != MonitorPackage {
+		t.Fatalf("the default instance runs no monitoring station: %+v", in.Programs)
+	}
+	args := strings.Join(p.Args, " ")
+	for _, flag := range []string{"-confine=false", "-uid 0", "-gid 0"} {
+		if strings.Contains(args, flag) {
+			t.Errorf("qapi-monitor runs with %s: it must confine itself", flag)
+		}
+	}
+	want := []string{"-state " + MonitorDir, "-socket " + MonitorSocket,
+		fmt.Sprintf("-listen :%d", MonitorPort), "-deny "}
+	for _, w := range want {
+		if !strings.Contains(args, w) {
+			t.Errorf("qapi-monitor args %q lack %q", args, w)
+		}
+	}
+	for _, d := range []string{ServerConfigPath, SealedDir} {
+		if !slices.Contains(MonitorDenied, d) || !strings.Contains(args, d) {
+			t.Errorf("the monitoring station is not denied %s", d)
+		}
+	}
+	if !strings.HasPrefix(MonitorSocket, MonitorDir+"/") {
+		t.Errorf("the monitor's socket %s lies outside its state folder %s", MonitorSocket,
+			MonitorDir)
+	}
+	if !slices.Contains(in.Network.Firewall.ClientPorts, MonitorPort) {
+		t.Errorf("the firewall does not open the monitor's port %d inside", MonitorPort)
 	}
 }

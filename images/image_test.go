@@ -366,6 +366,7 @@ func (p *testPortal) serverPerm(t *testing.T, dir, isURL string) {
 			Subject: "subsystem:" + testPolice.String()}},
 		Manage: &server.ManageConfig{Listen: fmt.Sprintf("10.0.3.15:%d", gokrazy.ManagePort),
 			Dir: "manage"},
+		MonitorSocket: gokrazy.MonitorSocket,
 	}
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

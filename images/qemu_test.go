@@ -43,12 +43,13 @@ type vm struct {
 	qemu    *exec.Cmd
 	swtpm   *exec.Cmd
 	// Host loopback ports forwarded to the guest's health endpoint, client
-	// proxy and management API on the internal interface; to the health
-	// and management ports on the external interface, where neither may
-	// answer; and to the server proxy there.
-	healthPort, clientPort, managePort     int
-	externalHealthPort, externalManagePort int
-	serverPort                             int
+	// proxy, management API and monitoring station on the internal
+	// interface; to the health, management and monitoring ports on the
+	// external interface, where none may answer; and to the server proxy
+	// there.
+	healthPort, clientPort, managePort, monitorPort             int
+	externalHealthPort, externalManagePort, externalMonitorPort int
+	serverPort                                                  int
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -74,7 +75,8 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 	v := &vm{t: t, dir: dir, serial: filepath.Join(dir, "serial.log"),
 		qmp:        filepath.Join(dir, "qmp.sock"),
 		healthPort: freePort(t), clientPort: freePort(t), managePort: freePort(t),
-		externalHealthPort: freePort(t), externalManagePort: freePort(t),
+		monitorPort: freePort(t), externalHealthPort: freePort(t),
+		externalManagePort: freePort(t), externalMonitorPort: freePort(t),
 		serverPort: freePort(t)}
 	sock := filepath.Join(dir, "swtpm.sock")
 	v.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+tpmDir,
@@ -94,14 +96,14 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 	// gokrazy.Default addresses them; the internal ports reach the host.
 	internal := fmt.Sprintf("user,id=n1,net=10.0.3.0/24,"+
 		"hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d,hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d,"+
-		"hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d",
+		"hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d,hostfwd=tcp:127.0.0.1:%d-10.0.3.15:%d",
 		v.healthPort, gokrazy.HealthPort, v.clientPort, gokrazy.ClientPort,
-		v.managePort, gokrazy.ManagePort)
+		v.managePort, gokrazy.ManagePort, v.monitorPort, gokrazy.MonitorPort)
 	external := fmt.Sprintf("user,id=n0,net=10.0.2.0/24,"+
 		"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d,hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d,"+
-		"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d",
+		"hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d,hostfwd=tcp:127.0.0.1:%d-10.0.2.15:%d",
 		v.externalHealthPort, gokrazy.HealthPort, v.externalManagePort, gokrazy.ManagePort,
-		v.serverPort, gokrazy.ServerPort)
+		v.externalMonitorPort, gokrazy.MonitorPort, v.serverPort, gokrazy.ServerPort)
 	args := []string{
 		"-accel", "tcg", "-m", "1024", "-nodefaults", "-display", "none", "-vga", "none",
 		"-no-reboot",
@@ -194,6 +196,30 @@ func (v *vm) waitConsole(s string, timeout time.Duration) {
 		}
 		if v.qemu.ProcessState != nil {
 			v.t.Fatalf("QEMU exited before the console showed %q", s)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// waitConsoleLine waits until a console line starting with prefix
+// contains s.
+func (v *vm) waitConsoleLine(prefix, s string, timeout time.Duration) {
+	v.t.Helper()
+	has := func() bool {
+		for _, l := range strings.Split(v.console(), "\n") {
+			if strings.HasPrefix(l, prefix) && strings.Contains(l, s) {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(timeout)
+	for !has() {
+		if time.Now().After(deadline) {
+			v.t.Fatalf("console showed no line %q...%q within %v", prefix, s, timeout)
+		}
+		if v.qemu.ProcessState != nil {
+			v.t.Fatalf("QEMU exited before the console showed %q...%q", prefix, s)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -373,6 +399,16 @@ func TestBoot(t *testing.T) {
 		t.Errorf("the management API answered %d on the external interface; it must "+
 			"not be reachable there", status)
 	}
+
+	// The monitoring station confined itself before serving (clause 2.7)
+	// and serves its status on the internal interface only.
+	v.waitConsoleLine("qapi-monitor: ", `"msg":"confined"`, time.Minute)
+	if status, _, _ := v.get(v.monitorPort, "/api/status", time.Minute); status != 200 {
+		t.Errorf("first boot: the monitoring station's GET /api/status answered %d", status)
+	}
+	if status, _, err := v.tryGet(v.externalMonitorPort, "/api/status"); err == nil {
+		t.Errorf("the monitoring station answered %d on the external interface", status)
+	}
 	v.waitConsole("marked the booted slot good", time.Minute)
 	if !strings.Contains(v.console(), "grew the perm partition") {
 		t.Error("first boot on a larger disk did not grow perm")
@@ -445,6 +481,21 @@ func TestBoot(t *testing.T) {
 	}
 	t.Logf("reboot: getPerson exchange through the appliance took %v under TCG",
 		time.Since(exStart).Round(time.Millisecond))
+
+	// The security server told the monitoring station of the exchange.
+	seen := func() bool {
+		_, m, err := v.tryGet(v.monitorPort, "/metrics")
+		return err == nil && strings.Contains(string(m), "qapi_exchanges_total{") &&
+			strings.Contains(string(m), sampleis.CodeGetPerson)
+	}
+	for deadline := time.Now().Add(time.Minute); !seen() && time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+	}
+	if !seen() {
+		_, m, err := v.tryGet(v.monitorPort, "/metrics")
+		t.Errorf("the monitoring station's /metrics counts no %s exchange (%v):\n%s",
+			sampleis.CodeGetPerson, err, m)
+	}
 	v.stop()
 
 	// The same disk with another TPM: nothing unseals, and both programs
