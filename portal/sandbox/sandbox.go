@@ -1,10 +1,17 @@
 // Package sandbox runs a whole exchange on one machine, on loopback: the
 // operator's portal with the 33 agencies and 63 information systems of
 // appendix 1 in its registry, two security servers of two of those
-// agencies registered through the real flow (keys generated, certificate
-// requests approved by the operator, registration approved, configuration
-// fetched and verified), and the sample information system behind the
-// provider's server.
+// agencies registered through the real flow, and the sample information
+// system behind the provider's server.
+//
+// The real flow is the operator's procedure from an annex 1 application
+// for each of the two systems, approved with its contract (3.1-3.3), and an
+// annex 2 application for the provider's services, tested and connected
+// (3.8, 3.9); then the security server's side of 4.1.2: anchor installed,
+// keys generated, certificate requests approved by the operator,
+// certificates fetched, registration approved, configuration fetched and
+// verified. The other 61 systems enter the registry directly, as systems
+// the decision itself connects.
 //
 // The member codes it gives the agencies are made up (99000000NN): the
 // decision lists no tax numbers.
@@ -34,6 +41,7 @@ import (
 	"github.com/qapi-az/qapi/appliance/timestamp"
 	"github.com/qapi-az/qapi/internal/sampleis"
 	"github.com/qapi-az/qapi/portal"
+	"github.com/qapi-az/qapi/portal/onboarding"
 	"github.com/qapi-az/qapi/portal/registry"
 )
 
@@ -166,6 +174,11 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	if err := s.loadAppendix1(ctx); err != nil {
 		return nil, err
+	}
+	for _, number := range []string{ClientSystem, ProviderSystem} {
+		if err := s.apply(ctx, number); err != nil {
+			return nil, fmt.Errorf("system %s: %w", number, err)
+		}
 	}
 	is := portal.NewServer(sampleis.New())
 	isURL, err := s.serve(is, nil)
@@ -300,18 +313,109 @@ func (s *Sandbox) loadAppendix1(ctx context.Context) error {
 	var order []ident.Client
 	for _, sys := range systems {
 		sub := SubsystemOf(sys.Number)
+		if sys.Number == ClientSystem || sys.Number == ProviderSystem {
+			// Their agencies apply for them below, as a new participant does.
+			sub.SubsystemCode = ""
+		}
 		m := sub.Member()
 		if members[m] == nil {
 			members[m] = &registry.Member{ID: m, Name: sys.Agency,
 				Status: "central-executive-body"}
 			order = append(order, m)
 		}
-		members[m].Subsystems = append(members[m].Subsystems,
-			registry.Subsystem{Code: sub.SubsystemCode, Name: sys.Name})
+		if sub.SubsystemCode != "" {
+			members[m].Subsystems = append(members[m].Subsystems,
+				registry.Subsystem{Code: sub.SubsystemCode, Name: sys.Name})
+		}
 	}
 	for _, m := range order {
 		if err := s.Operator.Do(ctx, "POST", "/api/members", members[m], nil); err != nil {
 			return fmt.Errorf("register %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// apply takes the system numbered number through the operator's procedure
+// as a new participant's system: its annex 1 application (3.1), approved
+// with a connection contract (3.2, 3.3); for the provider's system also the
+// annex 2 application of its services (3.8.1), tested (3.8.2) and
+// connected (3.9). The contacts and documents are made up.
+func (s *Sandbox) apply(ctx context.Context, number string) error {
+	systems, err := Appendix1()
+	if err != nil {
+		return err
+	}
+	var sys System
+	for _, y := range systems {
+		if y.Number == number {
+			sys = y
+		}
+	}
+	if sys.Number == "" {
+		return fmt.Errorf("appendix 1 has no system %s", number)
+	}
+	sub := SubsystemOf(number)
+	day := time.Now().AddDate(0, 0, -7).Format(time.DateOnly)
+	person := func(name, mail string) onboarding.Contact {
+		return onboarding.Contact{Name: name, WorkPhone: "+994 12 555 00 00",
+			Mobile: "+994 50 555 00 00", Email: mail + "@sandbox.example.az"}
+	}
+	official := onboarding.Official{Name: "Səlahiyyətli Şəxs", Post: "Nazir müavini",
+		Signature: "sandbox " + number, Date: day}
+	a1 := onboarding.SystemApplication{Participant: sys.Agency,
+		VOEN: sub.MemberCode, Status: onboarding.StatusCentralExecutive,
+		LegalAddress: "Bakı", ActualAddress: "Bakı",
+		Basis:  onboarding.Basis{LegalAct: "Nazirlər Kabinetinin 118 nömrəli qərarı"},
+		System: sys.Name, Resources: []string{sys.Name}, RegistryExtract: "SB-" + number,
+		Assessment:  onboarding.Assessment{Date: day, Result: "positive"},
+		Responsible: person("Qoşulmaya Məsul", "connect"),
+		Support:     []onboarding.Contact{person("Dəstək Bir", "s1"), person("Dəstək İki", "s2")},
+		Official:    official}
+	var app registry.Application
+	if err := s.Operator.Do(ctx, "POST", "/api/applications/system", a1, &app); err != nil {
+		return fmt.Errorf("annex 1 application: %w", err)
+	}
+	contract := registry.Contract{Number: "SB-" + number, Signed: day,
+		Officials: []string{official.Name}, Services: []string{sampleis.CodeGetPerson},
+		DataUsed:              []string{"population register extracts"},
+		ServerAdministrator:   "Server Administratoru",
+		RequestStructure:      "X-Road message protocol 4.0 SOAP",
+		RestrictedInformation: "none", OtherTerms: "sandbox test data only"}
+	if err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/applications/%d/approve", app.ID),
+		portal.ApproveSystem{Subsystem: sub.SubsystemCode, Contract: contract},
+		nil); err != nil {
+		return fmt.Errorf("approving annex 1 application %d: %w", app.ID, err)
+	}
+	if number != ProviderSystem {
+		return nil
+	}
+
+	a2 := onboarding.ServiceApplication{Participant: sys.Agency, System: sys.Name,
+		Provider: sub.String(), LegalBasis: "Nazirlər Kabinetinin 118 nömrəli qərarı",
+		NotifyEmail: "notify@sandbox.example.az", NotifyPhone: "+994 12 555 00 01",
+		Official: official}
+	for i, code := range []string{sampleis.CodeGetPerson, sampleis.CodeSearchPersons} {
+		a2.Services = append(a2.Services, onboarding.ServiceEntry{
+			Number: fmt.Sprint(i + 1), Name: code, Code: code,
+			Regulation: "SB-REG-" + code, Responsible: "Xidmətə Məsul",
+			ResponsiblePhone: "+994 12 555 00 02"})
+	}
+	if err := s.Operator.Do(ctx, "POST", "/api/applications/service", a2, &app); err != nil {
+		return fmt.Errorf("annex 2 application: %w", err)
+	}
+	for _, step := range []struct {
+		action string
+		body   any
+		// TODO: try the services with test data through security servers of
+		// the test instance (3.8.2) before the sandbox records the test passed.
+	}{{"tested", portal.Reason{Reason: "recorded by the sandbox, not run in " +
+		Instance + "-TEST"}},
+		{"connect", nil}} {
+		err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/applications/%d/%s", app.ID,
+			step.action), step.body, nil)
+		if err != nil {
+			return fmt.Errorf("annex 2 application %d, %s: %w", app.ID, step.action, err)
 		}
 	}
 	return nil

@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/appliance/soap"
 	"github.com/qapi-az/qapi/portal"
+	"github.com/qapi-az/qapi/portal/incident"
 	"github.com/qapi-az/qapi/portal/registry"
 )
 
@@ -42,9 +45,12 @@ func post(t *testing.T, url string, body []byte) (int, string) {
 }
 
 // TestExchange starts from an empty state: the portal, the appendix 1
-// registry, two servers registered through the real flow; then the first
-// exchange succeeds, a block stops the next one within one configuration
-// refresh, and a revoked signing certificate stops exchanges.
+// registry, the two systems' annex 1 applications approved with their
+// contracts, the provider's annex 2 services connected, two servers
+// registered through the real flow; then the first exchange succeeds, a
+// block stops the next one within one configuration refresh and reaches
+// the incident register, and a revoked signing certificate stops
+// exchanges.
 func TestExchange(t *testing.T) {
 	ctx := context.Background()
 	s, err := Start(ctx, Options{Dir: t.TempDir()})
@@ -67,6 +73,29 @@ func TestExchange(t *testing.T) {
 		t.Errorf("the registry holds %d information systems, want 63", subsystems)
 	}
 
+	// Clauses 3.1-3.3, 3.8, 3.9: both systems came in through their
+	// applications, approved with a contract; the provider's services are
+	// connected.
+	var apps []registry.Application
+	if err := s.Operator.Do(ctx, "GET", "/api/applications", nil, &apps); err != nil {
+		t.Fatal(err)
+	}
+	approved := map[ident.Client]bool{}
+	connected := 0
+	for _, a := range apps {
+		switch {
+		case a.Kind == registry.AppSystem && a.State == registry.StateApproved &&
+			a.Contract != nil:
+			approved[a.Member] = true
+		case a.Kind == registry.AppService && a.State == registry.StateConnected:
+			connected += len(a.Service.Services)
+		}
+	}
+	if !approved[s.Client.Member] || !approved[s.Provider.Member] || connected != 2 {
+		t.Errorf("applications = %+v; want both annex 1 approved, two services connected",
+			apps)
+	}
+
 	status, body := post(t, s.Client.ClientURL(), s.GetPersonRequest("sandbox-1"))
 	if status != http.StatusOK || strings.Contains(body, "Fault") {
 		t.Fatalf("first exchange: HTTP %d\n%s", status, body)
@@ -83,6 +112,25 @@ func TestExchange(t *testing.T) {
 	_, body = post(t, s.Client.ClientURL(), s.GetPersonRequest("sandbox-2"))
 	if !strings.Contains(body, soap.CodeBlocked) {
 		t.Errorf("exchange of a blocked client answered:\n%s", body)
+	}
+	// Clause 6.8: the refusal reaches the operator's incident register.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var recs []incident.Record
+		if err := s.Operator.Do(ctx, "GET", "/api/incidents?kind=blocked-client", nil,
+			&recs); err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) > 0 {
+			if recs[0].MessageID != "sandbox-2" {
+				t.Errorf("blocked-client incident = %+v, want message sandbox-2", recs[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the blocked call reached no incident register within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := s.Operator.Do(ctx, "POST", "/api/unblock", portal.BlockRequest{
 		Client: s.Client.Subsystem}, nil); err != nil {
