@@ -76,6 +76,12 @@ func runTPM(args []string) int {
 		return 0
 	}
 
+	switch sub {
+	case "status", "pcrs", "seal", "unseal", "counter":
+	default:
+		fmt.Fprintf(os.Stderr, "qapi tpm: unknown subcommand %q\n\n%s\n", sub, tpmUsage)
+		return 2
+	}
 	t, err := tpmOpen(*device)
 	if err != nil {
 		return tpmFail(sub, err)
@@ -93,9 +99,6 @@ func runTPM(args []string) int {
 		err = tpmUnseal(t, fs.Args(), *out, *approvalFile)
 	case "counter":
 		err = tpmCounter(t, fs.Args(), *index)
-	default:
-		fmt.Fprintf(os.Stderr, "qapi tpm: unknown subcommand %q\n\n%s\n", sub, tpmUsage)
-		return 2
 	}
 	if err != nil {
 		return tpmFail(sub, err)

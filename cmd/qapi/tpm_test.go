@@ -1,0 +1,171 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qapi-az/qapi/internal/testenv"
+)
+
+// tpmRun runs `qapi tpm args...` in this process and returns its exit code
+// and what it wrote to stdout and stderr.
+func tpmRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	return captureOutput(t, func() int { return runTPM(args) })
+}
+
+// captureOutput runs fn with os.Stdout and os.Stderr sent to files.
+func captureOutput(t *testing.T, fn func() int) (code int, stdout, stderr string) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	errf, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errf.Close()
+	saveOut, saveErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = out, errf
+	code = fn()
+	os.Stdout, os.Stderr = saveOut, saveErr
+	return code, readFile(t, out.Name()), readFile(t, errf.Name())
+}
+
+// startSwtpm starts a new swtpm TPM and returns the path of its socket,
+// which -device takes as it takes /dev/tpmrm0.
+func startSwtpm(t *testing.T) string {
+	t.Helper()
+	bin := testenv.NeedCommand(t, "swtpm")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "sock")
+	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
+		"--server", "type=unixio,path="+sock, "--flags", "not-need-init,startup-clear")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start swtpm: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	// swtpm serves one connection at a time: wait for the socket to exist,
+	// without connecting to it.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("swtpm did not open %s", sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTPMCommand drives `qapi tpm` against swtpm: seal and unseal a file,
+// an operator's approval, and the counter refusing to move back (clause
+// 6.2.3).
+func TestTPMCommand(t *testing.T) {
+	dev := startSwtpm(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("message-log key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if code, out, errs := tpmRun(t, "status", "-device", dev); code != 0 ||
+		!strings.Contains(out, "storage root key") {
+		t.Fatalf("qapi tpm status = %d, %q, %q", code, out, errs)
+	}
+
+	blob := filepath.Join(dir, "secret.sealed")
+	if code, _, errs := tpmRun(t, "seal", "-device", dev, "-pcrs", "0,7", "-out", blob,
+		secret); code != 0 {
+		t.Fatalf("qapi tpm seal = %d: %s", code, errs)
+	}
+	back := filepath.Join(dir, "back")
+	if code, _, errs := tpmRun(t, "unseal", "-device", dev, "-out", back, blob); code != 0 {
+		t.Fatalf("qapi tpm unseal = %d: %s", code, errs)
+	}
+	if got := readFile(t, back); got != "message-log key" {
+		t.Fatalf("unsealed %q", got)
+	}
+	if fi, err := os.Stat(back); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("unsealed file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	// The secret is never written over an existing file.
+	if code, _, _ := tpmRun(t, "unseal", "-device", dev, "-out", back, blob); code == 0 {
+		t.Error("qapi tpm unseal over an existing file succeeded")
+	}
+
+	// Sealed to the operator's key, unsealed with its approval.
+	op, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := x509.MarshalPKCS8PrivateKey(op)
+	pub, _ := x509.MarshalPKIXPublicKey(&op.PublicKey)
+	keyFile, pubFile := filepath.Join(dir, "op.key"), filepath.Join(dir, "op.pub")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: priv}),
+		0o600)
+	os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+		0o644)
+	ablob := filepath.Join(dir, "approved.sealed")
+	if code, _, errs := tpmRun(t, "seal", "-device", dev, "-authority", pubFile, "-out", ablob,
+		secret); code != 0 {
+		t.Fatalf("qapi tpm seal -authority = %d: %s", code, errs)
+	}
+	if code, _, errs := tpmRun(t, "unseal", "-device", dev, "-out",
+		filepath.Join(dir, "x"), ablob); code == 0 || !strings.Contains(errs, "approval") {
+		t.Errorf("qapi tpm unseal without an approval = %d, %q; want a refusal", code, errs)
+	}
+	approval := filepath.Join(dir, "approval.json")
+	if code, _, errs := tpmRun(t, "approve", "-device", dev, "-key", keyFile, "-pcrs", "7",
+		"-out", approval); code != 0 {
+		t.Fatalf("qapi tpm approve = %d: %s", code, errs)
+	}
+	if code, _, errs := tpmRun(t, "unseal", "-device", dev, "-approval", approval, "-out",
+		filepath.Join(dir, "y"), ablob); code != 0 {
+		t.Fatalf("qapi tpm unseal -approval = %d: %s", code, errs)
+	}
+
+	if code, out, errs := tpmRun(t, "counter", "-device", dev, "advance", "3"); code != 0 ||
+		!strings.Contains(out, ": 3 ") {
+		t.Fatalf("qapi tpm counter advance 3 = %d, %q, %q", code, out, errs)
+	}
+	code, _, errs := tpmRun(t, "counter", "-device", dev, "advance", "2")
+	if code != 1 || !strings.Contains(errs, "refuses to move back") {
+		t.Errorf("qapi tpm counter advance 2 = %d, %q; want a refusal", code, errs)
+	}
+	if code, out, _ := tpmRun(t, "counter", "-device", dev, "read"); code != 0 ||
+		!strings.Contains(out, ": 3 ") {
+		t.Errorf("qapi tpm counter read = %d, %q; want 3", code, out)
+	}
+}
+
+func TestTPMCommandWithoutTPM(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "tpmrm0")
+	code, _, errs := tpmRun(t, "status", "-device", missing)
+	if code != 1 || !strings.Contains(errs, "no TPM 2.0 found") ||
+		!strings.Contains(errs, missing) {
+		t.Errorf("qapi tpm status without a TPM = %d, %q", code, errs)
+	}
+	if code, _, errs := tpmRun(t, "nosuch", "-device", missing); code != 2 ||
+		!strings.Contains(errs, `unknown subcommand "nosuch"`) {
+		t.Errorf("qapi tpm nosuch = %d, %q; want the usage", code, errs)
+	}
+	if code, _, _ := tpmRun(t, "pcrs", "-pcrs", "7,x"); code != 1 {
+		t.Error("-pcrs 7,x was accepted")
+	}
+}
