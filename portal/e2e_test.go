@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -489,5 +490,80 @@ func TestTestInstance(t *testing.T) {
 	if _, err := globalconf.Verify(signed, &prodAnchor); err == nil ||
 		!strings.Contains(err.Error(), "instance") {
 		t.Errorf("a production server accepted the test configuration: %v", err)
+	}
+}
+
+// TestTamperedConfigurationRejected: a configuration the portal signed and
+// someone on the way changed (here, to hide a block of clause 3.7) is
+// rejected by the security server with a message that says so, and the
+// server keeps the version it had.
+func TestTamperedConfigurationRejected(t *testing.T) {
+	e := newEnv(t)
+	m, member := e.onboard("1234567892", "REG", "SS1")
+	e.do("POST", "/api/publish", nil, nil)
+	genuine := e.portal.Publisher.Signed("AZ")
+	var served atomic.Value
+	served.Store(genuine)
+	mitm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter,
+		_ *http.Request) {
+		w.Write(served.Load().([]byte))
+	}))
+	defer mitm.Close()
+	a, err := globalconf.LoadAnchor(m.AnchorPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ConfigURLs = []string{mitm.URL + "/globalconf/AZ"}
+	f, err := globalconf.NewFetcher(globalconf.FetcherOptions{Anchor: a, Now: e.clk.Now,
+		Path: filepath.Join(t.TempDir(), "globalconf.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Refresh(context.Background()); err != nil {
+		t.Fatalf("fetching the genuine configuration through the relay: %v", err)
+	}
+	before, err := f.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.do("POST", "/api/block", portal.BlockRequest{Client: member, Clause: "3.7.1",
+		Reason: "flooding"}, nil)
+	e.do("POST", "/api/publish", nil, nil)
+	var env struct {
+		Content     []byte `json:"content"`
+		Signature   []byte `json:"signature"`
+		Certificate []byte `json:"certificate"`
+	}
+	if err := json.Unmarshal(e.portal.Publisher.Signed("AZ"), &env); err != nil {
+		t.Fatal(err)
+	}
+	hidden := strings.Replace(string(env.Content), `"blocked":`, `"unblocked":`, 1)
+	if hidden == string(env.Content) {
+		t.Fatalf("the published configuration has no block to hide:\n%s", env.Content)
+	}
+	env.Content = []byte(hidden)
+	tampered := mustJSON(env)
+	served.Store(tampered)
+
+	if _, err := globalconf.Verify(tampered, a); !errors.Is(err, globalconf.ErrTampered) ||
+		!strings.Contains(err.Error(), "changed after signing") {
+		t.Errorf("Verify(tampered) = %v, want ErrTampered saying it was changed", err)
+	}
+	if err := f.Refresh(context.Background()); !errors.Is(err, globalconf.ErrTampered) {
+		t.Errorf("fetching the tampered configuration: %v, want ErrTampered", err)
+	}
+	if c, err := f.Current(); err != nil || c.Serial != before.Serial {
+		t.Errorf("after a tampered fetch Current = %v, %v; want serial %d kept", c, err,
+			before.Serial)
+	}
+
+	// The genuine version with the block replaces it.
+	served.Store(e.portal.Publisher.Signed("AZ"))
+	if err := f.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.Current(); !c.IsBlocked(member) {
+		t.Error("the genuine configuration after the block does not block the member")
 	}
 }
