@@ -76,6 +76,17 @@ func TestDecoderRefusesPayloadCarriers(t *testing.T) {
 		"fault code free text": `{"type":"exchange","exchange":{"role":"client",` +
 			`"messageId":"a","client":"AZ/GOV/1","result":"fault",` +
 			`"faultCode":"Server.x y z"}}`,
+		"fault code outside the stable set": `{"type":"exchange","exchange":{"role":` +
+			`"client","messageId":"a","client":"AZ/GOV/1","result":"fault",` +
+			`"faultCode":"Server.PersonIvanovBornNineteenEighty"}}`,
+		"certificate subject with a newline": `{"type":"status","status":{"certificates":` +
+			`[{"purpose":"signing","subject":"CN=a\nbody","notAfter":"2027-01-01T00:00:00Z"}]}}`,
+		"certificate purpose free text": `{"type":"status","status":{"certificates":` +
+			`[{"purpose":"<Body>","subject":"CN=a","notAfter":"2027-01-01T00:00:00Z"}]}}`,
+		"link role free text": `{"type":"status","status":{"links":[{"role":"x y",` +
+			`"name":"eth0","up":true,"speedMbps":1000,"fullDuplex":true}]}}`,
+		"link name too long": `{"type":"status","status":{"links":[{"role":"external",` +
+			`"name":"eth0-and-then-some","up":true,"speedMbps":1000,"fullDuplex":true}]}}`,
 		"line too long": `{"type":"dropped","dropped":1,"x":"` + long + `"}`,
 		"unknown type":  `{"type":"payload"}`,
 	}
@@ -127,5 +138,52 @@ func TestSocketSinkBuffersCountsDropsAndReports(t *testing.T) {
 		if m.Type != TypeExchange || m.Exchange.MessageID != "m"+string(rune('a'+i)) {
 			t.Fatalf("message %d = %+v, want buffered record in order", i, m)
 		}
+	}
+}
+
+// Clause 2.7: the fault code of a service's own fault is text of its
+// answer, so only its class reaches the monitor, and the record is sent,
+// not dropped, whatever the information system wrote.
+func TestSocketSinkSendsOnlyTheClassOfAServiceFault(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "monitor.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sink := NewSocketSink(path, SocketOptions{})
+	defer sink.Close()
+
+	cases := []struct{ in, want string }{
+		{"Client.AccessDenied", "Client.AccessDenied"}, // the server's own
+		{"Client.NotFound", FaultServiceClient},
+		{"Client", FaultServiceClient}, // soap:Client, prefix stripped
+		{"Server", FaultServiceServer},
+		{"Server.PersonIvanovBorn1980", FaultServiceServer},
+		{"not a code at all", FaultServiceServer},
+	}
+	for i, c := range cases {
+		r := sample("f" + string(rune('a'+i)))
+		r.Result, r.FaultCode = ResultFault, c.in
+		sink.Emit(r)
+	}
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	dec := NewDecoder(conn)
+	for _, c := range cases {
+		m, err := dec.Decode()
+		if err != nil {
+			t.Fatalf("%q: %v (dropped %d)", c.in, err, sink.Dropped())
+		}
+		if got := m.Exchange.FaultCode; got != c.want {
+			t.Errorf("fault %q reached the monitor as %q, want %q", c.in, got, c.want)
+		}
+	}
+	if d := sink.Dropped(); d != 0 {
+		t.Errorf("Dropped = %d, want 0", d)
 	}
 }

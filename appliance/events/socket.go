@@ -24,7 +24,8 @@ type SocketOptions struct {
 // monitor is absent, and are dropped and counted when the buffer is full
 // (the message log, not the monitor, is the record of exchanges). After a
 // reconnect the sink first sends the total dropped so far, so the monitor
-// shows what it missed.
+// shows what it missed. A fault code outside the security server's own
+// stable codes reaches the monitor as its class only (see FaultCode).
 type SocketSink struct {
 	path    string
 	opts    SocketOptions
@@ -132,6 +133,8 @@ func (s *SocketSink) serve(conn net.Conn) {
 		case <-s.done:
 			return
 		case r := <-s.ch:
+			// A service's own fault code is message text (2.7).
+			r.FaultCode = FaultCode(r.FaultCode)
 			if r.validate() != nil {
 				// A record that fails validation is a server bug; it is
 				// counted, not sent, so the monitor never sees bad data.

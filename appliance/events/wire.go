@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/soap"
 )
 
 // The socket between the security server and the monitoring station
@@ -72,10 +76,43 @@ type LinkStatus struct {
 	FullDuplex bool   `json:"fullDuplex"`
 }
 
+// Fault codes under which a record counts a fault that the provider's
+// information system answered with itself. Its faultcode is text of the
+// message, which the monitor must not see (2.7), so only its class
+// travels: Client (the request was wrong) or Server.
+const (
+	FaultServiceClient = "Client.ServiceFault"
+	FaultServiceServer = "Server.ServiceFault"
+)
+
+// faultCodes are the only fault codes a Record may carry: the security
+// server's own stable codes and the two classes of a service's own fault.
+var faultCodes = func() map[string]bool {
+	m := map[string]bool{FaultServiceClient: true, FaultServiceServer: true}
+	for _, c := range soap.Codes() {
+		m[c] = true
+	}
+	return m
+}()
+
+// FaultCode returns the code a Record carries for a fault with code c: c
+// itself when it is one of the security server's stable codes (package
+// soap), else the class of a service's own fault, FaultServiceClient or
+// FaultServiceServer. An empty c stays empty.
+func FaultCode(c string) string {
+	switch {
+	case c == "" || faultCodes[c]:
+		return c
+	case c == "Client" || strings.HasPrefix(c, "Client."):
+		return FaultServiceClient
+	}
+	return FaultServiceServer
+}
+
 var (
 	reMessageID = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
-	reFaultCode = regexp.MustCompile(`^(Client|Server)\.[A-Za-z]{1,64}$`)
-	reShort     = regexp.MustCompile(`^[\x20-\x7e]{0,64}$`)
+	// reIfName: Linux interface names are at most 15 bytes (IFNAMSIZ).
+	reIfName = regexp.MustCompile(`^[\x21-\x7e]{1,15}$`)
 )
 
 // Validate reports an error if any field of m is out of its bounds: an
@@ -119,8 +156,9 @@ func (r *Record) validate() error {
 	if r.Result != ResultOK && r.Result != ResultFault {
 		return fmt.Errorf("result %q is neither ok nor fault", r.Result)
 	}
-	if r.FaultCode != "" && !reFaultCode.MatchString(r.FaultCode) {
-		return fmt.Errorf("fault code %q is not of the form Client.X or Server.X", r.FaultCode)
+	if r.FaultCode != "" && !faultCodes[r.FaultCode] {
+		return fmt.Errorf("fault code %q is neither a stable code of the security server "+
+			"nor %s or %s", r.FaultCode, FaultServiceClient, FaultServiceServer)
 	}
 	if r.RequestBytes < 0 || r.ResponseBytes < 0 {
 		return errors.New("negative size")
@@ -128,18 +166,29 @@ func (r *Record) validate() error {
 	return nil
 }
 
+// Status fields are few words from closed sets, an interface name, and
+// the subject of one of the server's own certificates: a distinguished
+// name, printable and bounded (2.7).
 func (s *Status) validate() error {
 	if len(s.Certificates) > 8 || len(s.Links) > 8 {
 		return errors.New("status lists more than 8 certificates or links")
 	}
 	for _, c := range s.Certificates {
-		if !reShort.MatchString(c.Purpose) || len(c.Subject) > 256 {
-			return errors.New("certificate status fields out of bounds")
+		if c.Purpose != "signing" && c.Purpose != "authentication" {
+			return fmt.Errorf("certificate purpose %q is neither signing nor "+
+				"authentication", c.Purpose)
+		}
+		if len(c.Subject) > 256 || !utf8.ValidString(c.Subject) ||
+			strings.ContainsFunc(c.Subject, unicode.IsControl) {
+			return errors.New("certificate subject is over 256 bytes or not printable text")
 		}
 	}
 	for _, l := range s.Links {
-		if !reShort.MatchString(l.Role) || !reShort.MatchString(l.Name) {
-			return errors.New("link status fields out of bounds")
+		if l.Role != "internal" && l.Role != "external" {
+			return fmt.Errorf("link role %q is neither internal nor external", l.Role)
+		}
+		if !reIfName.MatchString(l.Name) {
+			return errors.New("link name is not a network interface name")
 		}
 	}
 	return nil
