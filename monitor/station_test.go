@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -170,3 +171,59 @@ func TestMetricsAndPage(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The station stopped, then restarted on the same history, while the
+// security server goes on: the totals from before the stop are kept, and
+// what the server dropped meanwhile is counted and shown on the page.
+func TestMonitorStoppedThenRestarted(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "m.sock")
+	sink := events.NewSocketSink(sock, events.SocketOptions{Buffer: 10,
+		StatusInterval: 20 * time.Millisecond})
+	defer sink.Close()
+
+	first, stopFirst := startStation(t, dir, time.Now)
+	for i := range 20 {
+		waitFor(t, "the sink to keep up", func() bool { return sink.Sent() == uint64(i) })
+		sink.Emit(record(i, time.Now(), ""))
+	}
+	waitFor(t, "20 records at the first station", func() bool {
+		return first.received.Load() == 20
+	})
+	stopFirst()
+
+	// The station is down: ten records wait, the rest are dropped.
+	for i := range 100 {
+		sink.Emit(record(i, time.Now(), "Client.AccessDenied"))
+	}
+	waitFor(t, "the sink to drop what it cannot hold", func() bool {
+		return sink.Dropped() >= 90
+	})
+
+	second, stopSecond := startStation(t, dir, time.Now)
+	defer stopSecond()
+	var r *Report
+	waitFor(t, "every record accounted for", func() bool {
+		var err error
+		r, err = second.Report()
+		return err == nil && r.Received+r.Stats.Dropped == 100 && r.Received > 0
+	})
+	if r.Stats.Dropped != sink.Dropped() {
+		t.Errorf("station shows %d dropped, the server dropped %d", r.Stats.Dropped,
+			sink.Dropped())
+	}
+	if got, want := r.Stats.Total().Requests, 20+r.Received; got != want {
+		t.Errorf("total exchanges %d after the restart, want %d (20 before it)", got, want)
+	}
+
+	var page strings.Builder
+	if err := WritePage(&page, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`data-alert="events_dropped"`,
+		fmt.Sprintf("%d exchange records did not reach the monitor", r.Stats.Dropped)} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
