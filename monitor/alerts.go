@@ -127,6 +127,12 @@ func Evaluate(r *Report, th Thresholds) []Alert {
 		add(Warning, "request_rate", "5.4", "%d requests in one second, above the %.0f/s "+
 			"the server is sized for", peak, th.Rate)
 	}
+	for _, c := range r.Confinement {
+		if !c.Refused {
+			add(Critical, "confinement_broken", "2.7", "the monitor can open %s, which it "+
+				"must not reach", c.Opened)
+		}
+	}
 	if r.Stats.Dropped > 0 {
 		add(Warning, "events_dropped", "", "%d exchange records did not reach the monitor "+
 			"(it was down or slow); the message log still holds every exchange",

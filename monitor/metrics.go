@@ -56,6 +56,12 @@ func WriteMetrics(w io.Writer, r *Report) error {
 	m.gauge("qapi_monitor_refused_connections", "Connections ended by a malformed message.",
 		r.Refused)
 
+	m.family("qapi_confinement_refused", "gauge", "1 when the monitor's own try to open a "+
+		"path it must not reach (message log, keys, configuration) failed (clause 2.7).")
+	for _, c := range r.Confinement {
+		m.sample("qapi_confinement_refused", b2i(c.Refused), "path", c.Path)
+	}
+
 	m.gauge("qapi_cpu_busy_ratio", "Processor time not idle.", r.System.CPUBusy)
 	m.gauge("qapi_memory_used_ratio", "Memory in use.", r.System.MemUsed())
 	m.gauge("qapi_state_disk_free_bytes", "Free space on the state partition.",

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/events"
+	"github.com/qapi-az/qapi/monitor/confine"
 	"github.com/qapi-az/qapi/monitor/stats"
 	"github.com/qapi-az/qapi/monitor/store"
 	"github.com/qapi-az/qapi/monitor/sysinfo"
@@ -53,6 +54,20 @@ type Config struct {
 	FlushInterval time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Deny are the paths the station must not be able to open: the
+	// message log, the keys, the configuration (2.7). It tries them at
+	// every FlushInterval, from inside its own confined process, and shows
+	// the outcome; one that opens raises a critical alert.
+	Deny []string
+}
+
+// PathCheck is the outcome of trying to open one Config.Deny path.
+type PathCheck struct {
+	Path    string `json:"path"`
+	Refused bool   `json:"refused"`
+	// Opened names what opened when not refused: the path, or its parent
+	// directory when the path does not exist.
+	Opened string `json:"opened,omitempty"`
 }
 
 // Station is a running monitoring station.
@@ -65,6 +80,8 @@ type Station struct {
 
 	mu         sync.Mutex
 	sample     sysinfo.Sample
+	checks     []PathCheck
+	checked    time.Time
 	server     *events.Status
 	serverSeen time.Time
 
@@ -116,8 +133,10 @@ func New(cfg Config) (*Station, error) {
 }
 
 // Run accepts the security server's connections and saves history until
-// ctx ends; it then saves once more and returns.
+// ctx ends; it then saves once more and returns. It tries the
+// Config.Deny paths first and at every FlushInterval.
 func (s *Station) Run(ctx context.Context) error {
+	s.checkConfinement()
 	go func() {
 		<-ctx.Done()
 		s.ln.Close()
@@ -133,6 +152,7 @@ func (s *Station) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				s.checkConfinement()
 				s.sampleSystem()
 				s.flush() // an error shows as a stale page; next tick retries
 			}
@@ -195,6 +215,19 @@ func (s *Station) ingest(m *events.Message) {
 	}
 }
 
+// checkConfinement tries each Config.Deny path. It first runs in Run,
+// not New, because a program confines itself between the two.
+func (s *Station) checkConfinement() {
+	checks := make([]PathCheck, 0, len(s.cfg.Deny))
+	for _, p := range s.cfg.Deny {
+		opened, ok := confine.Reachable(p)
+		checks = append(checks, PathCheck{Path: p, Refused: !ok, Opened: opened})
+	}
+	s.mu.Lock()
+	s.checks, s.checked = checks, s.cfg.Now()
+	s.mu.Unlock()
+}
+
 func (s *Station) sampleSystem() {
 	smp, err := s.sys.Read()
 	if err != nil {
@@ -221,7 +254,10 @@ type Report struct {
 	Seen     time.Time      `json:"serverSeen,omitzero"`
 	Received uint64         `json:"received"`
 	Refused  uint64         `json:"refused"` // connections ended by a bad message
-	Alerts   []Alert        `json:"alerts"`
+	// Confinement is the last try of each Config.Deny path, at Checked.
+	Confinement []PathCheck `json:"confinement"`
+	Checked     time.Time   `json:"confinementChecked,omitzero"`
+	Alerts      []Alert     `json:"alerts"`
 }
 
 // Report assembles the current view and evaluates the alerts.
@@ -244,6 +280,7 @@ func (s *Station) Report() (*Report, error) {
 	}
 	s.mu.Lock()
 	r.System, r.Server, r.Seen = s.sample, s.server, s.serverSeen
+	r.Confinement, r.Checked = s.checks, s.checked
 	s.mu.Unlock()
 	r.Alerts = Evaluate(r, s.cfg.Thresholds)
 	return r, nil

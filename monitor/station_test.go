@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,6 +226,44 @@ func TestMonitorStoppedThenRestarted(t *testing.T) {
 		fmt.Sprintf("%d exchange records did not reach the monitor", r.Stats.Dropped)} {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// Clause 2.7: the station tries its Deny paths itself and shows the
+// outcome; a path it can open raises a critical alert.
+func TestConfinementCheckedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	readable := filepath.Join(dir, "messagelog.db")
+	if err := os.WriteFile(readable, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(t.TempDir(), "missing", "keys")
+	st, err := New(Config{Socket: filepath.Join(dir, "m.sock"),
+		History: filepath.Join(dir, "m.db"), Disk: dir, Deny: []string{readable, gone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.checkConfinement()
+	r, err := st.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PathCheck{{Path: readable, Opened: readable}, {Path: gone, Refused: true}}
+	if !slices.Equal(r.Confinement, want) {
+		t.Fatalf("Confinement = %+v, want %+v", r.Confinement, want)
+	}
+	var page, metrics strings.Builder
+	WritePage(&page, r)
+	WriteMetrics(&metrics, r)
+	if !strings.Contains(page.String(), `data-alert="confinement_broken"`) {
+		t.Errorf("page shows no confinement alert")
+	}
+	for _, w := range []string{`qapi_confinement_refused{path="` + readable + `"} 0`,
+		`qapi_confinement_refused{path="` + gone + `"} 1`} {
+		if !strings.Contains(metrics.String(), w) {
+			t.Errorf("metrics lack %s", w)
 		}
 	}
 }

@@ -6,6 +6,8 @@
 // socket and port, then confines itself (Landlock to the state directory,
 // an unprivileged user) and proves, before serving, that it cannot open
 // any of the -deny paths: the message log, the keys, the configuration.
+// While it runs it tries them again every 10 s and shows the outcome on
+// its page and in the qapi_confinement_refused metric.
 package main
 
 import (
@@ -57,8 +59,12 @@ func run() error {
 	if *socket == "" {
 		*socket = filepath.Join(*state, "monitor.sock")
 	}
+	var paths []string
+	if *deny != "" {
+		paths = strings.Split(*deny, ",")
+	}
 	st, err := monitor.New(monitor.Config{Socket: *socket, Disk: *state,
-		History: filepath.Join(*state, "monitor.db"), Retention: *retention})
+		History: filepath.Join(*state, "monitor.db"), Retention: *retention, Deny: paths})
 	if err != nil {
 		return err
 	}
@@ -73,10 +79,6 @@ func run() error {
 		if err := confine.Apply(confine.Options{UID: *uid, GID: *gid, StateDir: *state,
 			ReadOnly: []string{"/proc", "/sys"}, BindTCP: []uint16{port}}); err != nil {
 			return err
-		}
-		var paths []string
-		if *deny != "" {
-			paths = strings.Split(*deny, ",")
 		}
 		if err := confine.Verify(paths); err != nil {
 			return err

@@ -136,6 +136,69 @@ func TestConfinedMonitorCannotReadData(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+
+	// The running monitor's own tries, reported while it serves: each
+	// path refused, no alert that one opened.
+	resp, err := http.Get(page + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, p := range deny {
+		if want := `qapi_confinement_refused{path="` + p + `"} 1`; !strings.Contains(
+			string(b), want) {
+			t.Errorf("running monitor's metrics lack %s", want)
+		}
+	}
+	if strings.Contains(string(b), "confinement_broken") {
+		t.Errorf("running monitor reports a broken confinement:\n%s", b)
+	}
+}
+
+// Unconfined (development mode), the running monitor's own tries open
+// the paths, and it says so: the check is not one that always passes.
+func TestUnconfinedMonitorReportsReachablePaths(t *testing.T) {
+	testenv.NeedRoot(t)
+	bin := build(t)
+	root, deny := perm(t)
+	state := filepath.Join(root, "qapi-monitor")
+
+	cmd := exec.Command(bin, "-state", state, "-listen", "127.0.0.1:0", "-confine=false",
+		"-deny", strings.Join(deny, ","))
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var page string
+	sc := bufio.NewScanner(stderr)
+	for page == "" && sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == "monitoring station listening" {
+			page, _ = line["page"].(string)
+		}
+	}
+	if page == "" {
+		t.Fatalf("monitor did not listen; stderr ended: %v", sc.Err())
+	}
+	go io.Copy(io.Discard, stderr)
+
+	resp, err := http.Get(page + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, p := range deny {
+		if want := `qapi_confinement_refused{path="` + p + `"} 0`; !strings.Contains(
+			string(b), want) {
+			t.Errorf("unconfined monitor's metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(string(b), `qapi_alert{name="confinement_broken",severity="critical"}`) {
+		t.Errorf("unconfined monitor raises no confinement alert:\n%s", b)
+	}
 }
 
 // The monitor refuses to run when a path it must not read is readable.

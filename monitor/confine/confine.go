@@ -42,18 +42,8 @@ var ErrNotRoot = errors.New("confinement needs to start as root to drop to its o
 func Verify(paths []string) error {
 	var opened []string
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err == nil {
-			f.Close()
-			opened = append(opened, p)
-			continue
-		}
-		if errors.Is(err, os.ErrNotExist) {
-			parent := p[:max(strings.LastIndex(p, "/"), 1)]
-			if d, err := os.Open(parent); err == nil {
-				d.Close()
-				opened = append(opened, parent+" (parent of missing "+p+")")
-			}
+		if what, ok := Reachable(p); ok {
+			opened = append(opened, what)
 		}
 	}
 	if len(opened) > 0 {
@@ -61,4 +51,23 @@ func Verify(paths []string) error {
 			strings.Join(opened, ", "))
 	}
 	return nil
+}
+
+// Reachable tries to open p for reading, as Verify does, and reports
+// whether it opened, naming what opened: p, or its parent directory when
+// p does not exist (a file created there later would be readable).
+func Reachable(p string) (string, bool) {
+	f, err := os.Open(p)
+	if err == nil {
+		f.Close()
+		return p, true
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		parent := p[:max(strings.LastIndex(p, "/"), 1)]
+		if d, err := os.Open(parent); err == nil {
+			d.Close()
+			return parent + " (parent of missing " + p + ")", true
+		}
+	}
+	return "", false
 }
