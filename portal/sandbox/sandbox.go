@@ -7,7 +7,8 @@
 // The real flow is the operator's procedure from an annex 1 application
 // for each of the two systems, approved with its contract (3.1-3.3), and an
 // annex 2 application for the provider's services, tested and connected
-// (3.8, 3.9); then the security server's side of 4.1.2: anchor installed,
+// (3.8, 3.9); then the security server's side of 4.1.2, through its local
+// management API over HTTPS as 'qapi register' drives it: anchor installed,
 // keys generated, certificate requests approved by the operator,
 // certificates fetched, registration approved, configuration fetched and
 // verified. The other 61 systems enter the registry directly, as systems
@@ -43,6 +44,7 @@ import (
 	"github.com/qapi-az/qapi/portal"
 	"github.com/qapi-az/qapi/portal/onboarding"
 	"github.com/qapi-az/qapi/portal/registry"
+	"github.com/qapi-az/qapi/portal/wire"
 )
 
 //go:embed appendix1-systems.tsv
@@ -467,45 +469,60 @@ func (s *Sandbox) startNode(ctx context.Context, system, code string, opts Optio
 		return nil, err
 	}
 
+	// The server's side of 4.1.2 goes through that API, as the server's
+	// administrator drives it with 'qapi register'.
+	api, err := manage.DialAPI(n.ManageConn)
+	if err != nil {
+		return nil, err
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	if err := n.Manager.Configure(manage.Identity{Owner: n.Member, Code: code,
-		Address: addr, Clients: []ident.Client{n.Member, n.Subsystem}}); err != nil {
-		return nil, err
+	if err := api.Do(ctx, "POST", "/api/configure", manage.Identity{Owner: n.Member,
+		Code: code, Address: addr, Clients: []ident.Client{n.Member, n.Subsystem}},
+		nil); err != nil {
+		return nil, fmt.Errorf("qapi register init: %w", err)
 	}
 	var anchor json.RawMessage
 	if err := s.Operator.Do(ctx, "GET", "/api/anchor/"+Instance, nil, &anchor); err != nil {
 		return nil, err
 	}
-	if _, err := n.Manager.InstallAnchor(anchor); err != nil {
-		return nil, err
+	if err := api.Do(ctx, "POST", "/api/anchor", []byte(anchor), nil); err != nil {
+		return nil, fmt.Errorf("qapi register anchor: %w", err)
 	}
-	authID, sigID, err := n.Manager.SubmitRequests(ctx)
-	if err != nil {
-		return nil, err
+	var submitted struct {
+		AuthRequest    uint64 `json:"authRequest"`
+		SigningRequest uint64 `json:"signingRequest"`
 	}
-	for _, id := range []uint64{authID, sigID} {
+	if err := api.Do(ctx, "POST", "/api/submit", nil, &submitted); err != nil {
+		return nil, fmt.Errorf("qapi register submit: %w", err)
+	}
+	for _, id := range []uint64{submitted.AuthRequest, submitted.SigningRequest} {
 		if err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/csrs/%d/approve", id), nil,
 			nil); err != nil {
 			return nil, fmt.Errorf("operator approving certificate request %d: %w", id, err)
 		}
 	}
-	if done, err := n.Manager.FetchCertificates(ctx); err != nil || !done {
-		return nil, fmt.Errorf("fetch the issued certificates: %v (all imported: %v)", err,
-			done)
+	var fetched struct {
+		Imported bool `json:"imported"`
 	}
-	reg, err := n.Manager.Register(ctx)
-	if err != nil {
-		return nil, err
+	if err := api.Do(ctx, "POST", "/api/fetch", nil, &fetched); err != nil ||
+		!fetched.Imported {
+		return nil, fmt.Errorf("qapi register fetch: %v (all imported: %v)", err,
+			fetched.Imported)
+	}
+	var reg wire.RegistrationStatus
+	if err := api.Do(ctx, "POST", "/api/register", nil, &reg); err != nil {
+		return nil, fmt.Errorf("qapi register server: %w", err)
 	}
 	if err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/servers/%d/approve", reg.ID),
 		nil, nil); err != nil {
 		return nil, fmt.Errorf("operator approving registration %d: %w", reg.ID, err)
 	}
-	if _, err := n.Manager.RegistrationStatus(ctx); err != nil {
-		return nil, err
+	if err := api.Do(ctx, "GET", "/api/registration", nil, &reg); err != nil ||
+		reg.State != "approved" {
+		return nil, fmt.Errorf("qapi register registration: %v (state %q)", err, reg.State)
 	}
 	if err := s.Operator.Do(ctx, "POST", "/api/publish", nil, nil); err != nil {
 		return nil, err
