@@ -49,6 +49,7 @@ type chart struct {
 	Unit         string
 	Peak         string
 	ShowOverflow bool
+	Log          bool // the scale is logarithmic
 }
 
 type bar struct {
@@ -57,14 +58,21 @@ type bar struct {
 	Tip        string
 }
 
-// newChart scales vals (one per minute, oldest first) into bars; reds marks
-// the bars to draw in red; limit (0 for none) is drawn as a line.
-func newChart(title, unit string, mins []stats.Minute, vals []float64, reds []bool,
-	limit float64, limitLabel string) chart {
-	c := chart{Title: title, Width: 600, Height: 140, LimitY: -1, Unit: unit}
+// newChart scales vals (one per minute of mins, oldest first) into bars
+// placed by their minute in the hour before now, so that idle minutes,
+// which have no record, show as gaps; reds marks the bars to draw in red;
+// limit (0 for none) is drawn as a line. A logarithmic scale keeps
+// milliseconds visible under a limit of seconds.
+func newChart(title, unit string, now time.Time, mins []stats.Minute, vals []float64,
+	reds []bool, limit float64, limitLabel string, logScale bool) chart {
+	c := chart{Title: title, Width: 600, Height: 140, LimitY: -1, Unit: unit, Log: logScale}
 	if len(vals) == 0 {
 		c.Empty = true
 		return c
+	}
+	scale := func(v float64) float64 { return v }
+	if logScale {
+		scale = func(v float64) float64 { return math.Log10(1 + max(v, 0)) }
 	}
 	top := limit * 1.25
 	peak := 0.0
@@ -76,23 +84,27 @@ func newChart(title, unit string, mins []stats.Minute, vals []float64, reds []bo
 		top = 1
 	}
 	slot := float64(c.Width) / 60
-	start := 60 - len(vals)
+	cur := now.Truncate(time.Minute)
 	for i, v := range vals {
-		h := v / top * float64(c.Height-20)
+		ago := int(cur.Sub(mins[i].Start) / time.Minute)
+		if ago < 0 || ago >= 60 {
+			continue
+		}
+		h := scale(v) / scale(top) * float64(c.Height-20)
 		c.Bars = append(c.Bars, bar{
-			X: float64(start+i)*slot + 1, W: slot - 2,
+			X: float64(59-ago)*slot + 1, W: slot - 2,
 			Y: float64(c.Height) - h, H: h, Red: reds != nil && reds[i],
 			Tip: fmt.Sprintf("%s: %s %s", mins[i].Start.Format("15:04"), trim(v), unit),
 		})
 	}
 	if limit > 0 {
-		c.LimitY = float64(c.Height) - limit/top*float64(c.Height-20)
+		c.LimitY = float64(c.Height) - scale(limit)/scale(top)*float64(c.Height-20)
 		c.LimitLabel = limitLabel
 	}
 	c.Max = trim(top) + " " + unit
 	c.Peak = trim(peak) + " " + unit
-	c.First = mins[0].Start.Format("15:04")
-	c.Last = mins[len(mins)-1].Start.Format("15:04")
+	c.First = cur.Add(-59 * time.Minute).Format("15:04")
+	c.Last = cur.Format("15:04")
 	return c
 }
 
@@ -122,12 +134,12 @@ func charts(r *Report) []chart {
 		busyRed = append(busyRed, float64(m.PeakRate) > stats.RateCapacity)
 	}
 	return []chart{
-		newChart("Exchanges per minute", "exchanges", mins, req, nil, 0, ""),
-		newChart("Faults per minute", "faults", mins, faults, faultRed, 0, ""),
-		newChart("Processing time, 99th percentile (clause 5.3)", "ms", mins, p99, slowRed,
-			float64(stats.ProcessingLimit.Milliseconds()), "2 s limit"),
-		newChart("Busiest second of each minute (clause 5.4)", "req/s", mins, peak, busyRed,
-			stats.RateCapacity, "60/s capacity"),
+		newChart("Exchanges per minute", "exchanges", r.Time, mins, req, nil, 0, "", false),
+		newChart("Faults per minute", "faults", r.Time, mins, faults, faultRed, 0, "", false),
+		newChart("Processing time, 99th percentile (clause 5.3)", "ms", r.Time, mins, p99,
+			slowRed, float64(stats.ProcessingLimit.Milliseconds()), "2 s limit", true),
+		newChart("Busiest second of each minute (clause 5.4)", "req/s", r.Time, mins, peak,
+			busyRed, stats.RateCapacity, "60/s capacity", false),
 	}
 }
 
