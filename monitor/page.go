@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/qapi-az/qapi/monitor/stats"
@@ -143,13 +145,36 @@ func charts(r *Report) []chart {
 	}
 }
 
+// faultCode is one fault code of one row, for the page's table of error
+// rates by code.
+type faultCode struct {
+	stats.Key
+	Code  string
+	Count uint64
+	Share float64 // of the row's exchanges
+}
+
+// codes lists every row's fault codes, rows in Snapshot order, codes by
+// name.
+func codes(r *Report) []faultCode {
+	var out []faultCode
+	for _, row := range r.Stats.Rows {
+		for _, c := range slices.Sorted(maps.Keys(row.Faults)) {
+			out = append(out, faultCode{Key: row.Key, Code: c, Count: row.Faults[c],
+				Share: float64(row.Faults[c]) / float64(max(row.Requests, 1))})
+		}
+	}
+	return out
+}
+
 // WritePage renders the status page.
 func WritePage(w io.Writer, r *Report) error {
 	return page.Execute(w, struct {
 		*Report
 		Charts []chart
 		Total  stats.Row
-	}{r, charts(r), r.Stats.Total()})
+		Codes  []faultCode
+	}{r, charts(r), r.Stats.Total(), codes(r)})
 }
 
 // Handler serves the status page at /, Prometheus metrics at /metrics and

@@ -162,7 +162,8 @@ func TestMetricsAndPage(t *testing.T) {
 	}
 	html := get("/")
 	for _, want := range []string{`data-alert="globalconf_expired"`, "AZ/GOV/2001/POP/getPerson/v1",
-		"2 (20.0%)", "<svg"} {
+		"2 (20.0%)", "<svg",
+		`<tr data-fault="Client.Replay"><td>client</td>`, "<td class=\"num\">20.0%</td>"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("page lacks %q", want)
 		}
