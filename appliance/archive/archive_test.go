@@ -562,3 +562,51 @@ func TestEvery(t *testing.T) {
 		t.Fatalf("Every wrote %v: %v", files, r.Problems)
 	}
 }
+
+// TestRunKeepsEntriesUntilVerified: clause 3.8.4's order. When the file
+// cannot be written, or does not verify once read back, Run fails, the
+// entries stay in the live store, and a later Run archives them.
+func TestRunKeepsEntriesUntilVerified(t *testing.T) {
+	w := newWorld(t)
+	for range 2 {
+		w.exchange(t)
+	}
+	w.stamp(t)
+	ctx := context.Background()
+	before := time.Now().Add(time.Minute)
+	kept := func(when string) {
+		t.Helper()
+		if st := w.log.State(); st.Archived != 0 || st.Head != 4 {
+			t.Fatalf("%s: state %+v, want nothing archived of 4 entries", when, st)
+		}
+		if n, err := w.log.Verify(); err != nil || n != 4 {
+			t.Fatalf("%s: live store holds %d entries, %v; want 4", when, n, err)
+		}
+	}
+
+	a := w.archiver(0)
+	a.Dir = filepath.Join(w.dir, "no", "such", "dir")
+	if files, err := a.Run(ctx, before); err == nil {
+		t.Fatalf("Run into a missing directory wrote %v", files)
+	}
+	kept("file not written")
+
+	a = w.archiver(0)
+	a.TSARoots = newLocalTSA(t).roots // trusts another TSA: the read-back check fails
+	files, err := a.Run(ctx, before)
+	if err == nil || !strings.Contains(err.Error(), "does not verify after writing") {
+		t.Fatalf("Run whose file fails its check = %v, %v", files, err)
+	}
+	kept("file not verified")
+
+	files, err = w.archiver(0).Run(ctx, before)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("Run after the faults: %v, %v", files, err)
+	}
+	if st := w.log.State(); st.Archived != 4 {
+		t.Fatalf("state %+v after archiving, want archived 4", st)
+	}
+	if r := Verify(files, w.verifyOptions(0)); !r.OK() || r.Files[0].Messages != 4 {
+		t.Fatalf("the file written after the faults: %+v %v", r.Files, r.Problems)
+	}
+}
