@@ -132,17 +132,41 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 			"intact evidence\n", action, len(r.Problems))
 		return 1
 	}
+	// Without roots a forger holding a reader's key could re-sign the
+	// whole archive with keys of his own: say so rather than claim proof.
+	limits := rootNotes(opts)
+	for _, n := range limits {
+		fmt.Fprintf(stdout, "NOTE %s\n", n)
+	}
 	if action == "export" {
 		if err := export(files[0], key, *out); err != nil {
 			finish("export failed: " + err.Error())
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "exported to %s\n", *out)
-	} else {
+	} else if len(limits) == 0 {
 		fmt.Fprintln(stdout, "OK: every entry, signature, time stamp and chain link verified")
+	} else {
+		fmt.Fprintln(stdout, "OK: every entry, signature, time stamp and chain link "+
+			"verified, within the limits noted")
 	}
 	finish("ok")
 	return 0
+}
+
+// rootNotes says which checks verify could not make for lack of roots.
+func rootNotes(opts archive.VerifyOptions) []string {
+	var notes []string
+	if opts.SignRoots == nil {
+		notes = append(notes, "no -sign-roots: each message signature was checked "+
+			"against the certificate it carries only, not against the certification "+
+			"centre, nor its signer against the member")
+	}
+	if opts.TSARoots == nil {
+		notes = append(notes, "no -tsa-roots: each time stamp was checked against its "+
+			"own certificate only; a stamp by any TSA would pass")
+	}
+	return notes
 }
 
 // export writes the members of an archive's container under dir.

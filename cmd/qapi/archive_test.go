@@ -93,6 +93,11 @@ func TestArchiveCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "3 messages") {
 		t.Fatalf("verify = %d:\n%s", code, out)
 	}
+	// What was not checked for lack of roots is said, not passed over.
+	if !strings.Contains(out, "NOTE no -tsa-roots") || strings.Contains(out, "-sign-roots:") ||
+		!strings.Contains(out, "within the limits noted") {
+		t.Fatalf("verify without -tsa-roots does not say what it left unchecked:\n%s", out)
+	}
 	exp := filepath.Join(dir, "exported")
 	code, out = run(append(append([]string{"export"}, base...), "-out", exp, file)...)
 	if code != 0 {
