@@ -212,6 +212,10 @@ func (a *Aggregator) rollMinute(t time.Time) {
 
 // SetDropped records the server's total of records dropped on the way to
 // the monitor.
+//
+// TODO: the total is kept as a maximum, so after the security server restarts
+// (its count starts again at 0) the station shows the old total until the new one
+// passes it.
 func (a *Aggregator) SetDropped(n uint64) {
 	a.mu.Lock()
 	a.dropped = max(a.dropped, n)

@@ -120,6 +120,9 @@ func (s *Store) Minutes(since time.Time) ([]stats.Minute, error) {
 	return out, err
 }
 
+// TODO: the running totals keep one row per role, client and service ever
+// seen, without bound; only the per-minute history is bounded.
+
 // Rows returns the running totals saved last, for stats.Aggregator.Restore.
 func (s *Store) Rows() ([]stats.Row, error) {
 	var rows []stats.Row
