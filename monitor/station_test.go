@@ -177,6 +177,7 @@ func ptr[T any](v T) *T { return &v }
 
 // TODO: no test runs the real security server under load across a stop and a
 // restart of the station; appliance/server's TestMonitorDownThenUp starts it once.
+// TODO: no test has a station that accepts but reads slowly; only an absent one is tested.
 
 // The station stopped, then restarted on the same history, while the
 // security server goes on: the totals from before the stop are kept, and
