@@ -5,13 +5,16 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	mathrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 const crashChildEnv = "QAPI_MESSAGELOG_CRASH_CHILD"
@@ -59,13 +62,14 @@ func TestCrashChild(t *testing.T) {
 }
 
 // TestKillNine kills a process appending under load with SIGKILL twenty
-// times: after each kill every acknowledged record is in the log, the chain
+// times, each after a random number of acknowledged records: after each kill every acknowledged record is in the log, the chain
 // verifies, and the next process continues the same chain.
 func TestKillNine(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "log.db")
 	key := testKey(t)
 	acked := map[string]bool{}
+	rng := KillRand(t)
 	for round := range 20 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%x,r%d", crashChildEnv, path, key,
@@ -78,8 +82,8 @@ func TestKillNine(t *testing.T) {
 			t.Fatal(err)
 		}
 		sc := bufio.NewScanner(out)
-		// Kill at a different depth of load each round.
-		killAt, n := 40+round*13, 0
+		// Kill at a random depth of load each round.
+		killAt, n := 1+rng.IntN(500), 0
 		for sc.Scan() {
 			line := sc.Text()
 			id, ok := strings.CutPrefix(line, "ack ")
@@ -122,4 +126,20 @@ func TestKillNine(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged records survived 20 SIGKILLs", len(acked))
+}
+
+// KillRand returns the source of the kill tests' random moments, seeded
+// from QAPI_KILL_SEED or the clock, and logs the seed so that a failing
+// run can be repeated. It is exported for the test of qapi-server.
+func KillRand(t *testing.T) *mathrand.Rand {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("QAPI_KILL_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("QAPI_KILL_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("kill moments from seed %d (QAPI_KILL_SEED repeats them)", seed)
+	return mathrand.New(mathrand.NewPCG(seed, seed))
 }

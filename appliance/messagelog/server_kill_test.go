@@ -198,10 +198,12 @@ func startServer(t *testing.T, bin string, n *killNode) (*exec.Cmd, <-chan struc
 }
 
 // TestKillNineServer builds cmd/qapi-server, runs a client and a provider
-// security server, and kills the client's server with SIGKILL twenty times
-// under load. After each kill, every exchange whose response reached the
-// information system has its request and response in the message log, and
-// the chain verifies; the restarted server continues the chain.
+// security server, and kills one of them, chosen at random, with SIGKILL
+// twenty times under load, after a random number of answered exchanges.
+// After each kill, every exchange whose response reached the information
+// system so far has its request and response in the killed server's
+// message log, and its chain verifies; the restarted server continues the
+// chain. QAPI_KILL_SEED repeats a run.
 func TestKillNineServer(t *testing.T) {
 	testenv.Short(t, "builds qapi-server and restarts it twenty times")
 	goBin := testenv.NeedCommand(t, "go")
@@ -214,17 +216,37 @@ func TestKillNineServer(t *testing.T) {
 	is := httptest.NewServer(sampleis.New())
 	defer is.Close()
 	c, p := setupServers(t, work, is.URL)
-	pSrv, pExited := startServer(t, bin, p)
-	defer func() { pSrv.Process.Signal(syscall.SIGTERM); <-pExited }()
+	rng := messagelog.KillRand(t)
 
+	type running struct {
+		cmd    *exec.Cmd
+		exited <-chan struct{}
+	}
+	procs := map[*killNode]*running{}
+	defer func() {
+		for _, r := range procs {
+			r.cmd.Process.Signal(syscall.SIGTERM)
+			<-r.exited
+		}
+	}()
 	fin := sampleis.Persons()[0].FIN
 	hc := &http.Client{Timeout: 30 * time.Second}
 	acked := map[string]bool{}
+	kills := map[string]int{}
 	var mu sync.Mutex
 	for round := range 20 {
-		srv, exited := startServer(t, bin, c)
+		// The provider first: the client's server needs it to answer.
+		for _, n := range []*killNode{p, c} {
+			if procs[n] == nil {
+				cmd, exited := startServer(t, bin, n)
+				procs[n] = &running{cmd, exited}
+			}
+		}
+		victim := []*killNode{c, p}[rng.IntN(2)]
+		srv, exited := procs[victim].cmd, procs[victim].exited
+		kills[victim.code]++
 		ctx, stop := context.WithCancel(context.Background())
-		killAt := 10 + 3*round
+		killAt := 1 + rng.IntN(80)
 		var n, refused int
 		var lastRefusal string
 		var wg sync.WaitGroup
@@ -269,20 +291,23 @@ func TestKillNineServer(t *testing.T) {
 		<-exited
 		stop()
 		wg.Wait()
+		delete(procs, victim)
 		if srv.ProcessState.Exited() {
-			b, _ := os.ReadFile(filepath.Join(c.dir, "server.log"))
-			t.Fatalf("round %d: qapi-server exited by itself (%v):\n%s", round,
-				srv.ProcessState, b)
+			b, _ := os.ReadFile(filepath.Join(victim.dir, "server.log"))
+			t.Fatalf("round %d: qapi-server %s exited by itself (%v):\n%s", round,
+				victim.code, srv.ProcessState, b)
 		}
 		if n < killAt {
-			t.Fatalf("round %d: the server refused 200 requests, the last with:\n%s",
+			t.Fatalf("round %d: the servers refused 200 requests, the last with:\n%s",
 				round, lastRefusal)
 		}
 
+		// Every exchange answered so far passed through both servers, so
+		// the killed one's log holds all of them.
 		l, err := messagelog.Open(messagelog.Options{
-			Path: filepath.Join(c.dir, "messagelog.db"), Key: c.logKey})
+			Path: filepath.Join(victim.dir, "messagelog.db"), Key: victim.logKey})
 		if err != nil {
-			t.Fatalf("round %d: %v", round, err)
+			t.Fatalf("round %d: %s: %v", round, victim.code, err)
 		}
 		kinds := map[string]int{}
 		err = l.Entries(0, 0, func(e *messagelog.Entry) error {
@@ -292,19 +317,21 @@ func TestKillNineServer(t *testing.T) {
 			return nil
 		})
 		if err != nil {
-			t.Fatalf("round %d: %v", round, err)
+			t.Fatalf("round %d: %s: %v", round, victim.code, err)
 		}
 		if _, err := l.Verify(); err != nil {
-			t.Fatalf("round %d: the chain does not verify after SIGKILL: %v", round, err)
+			t.Fatalf("round %d: the chain of %s does not verify after SIGKILL: %v", round,
+				victim.code, err)
 		}
 		l.Close()
 		for id := range acked {
 			if kinds[id+"/request"] != 1 || kinds[id+"/response"] != 1 {
-				t.Fatalf("round %d: exchange %s was answered but its records are %d "+
-					"request, %d response", round, id, kinds[id+"/request"],
-					kinds[id+"/response"])
+				t.Fatalf("round %d: exchange %s was answered but the log of %s has %d "+
+					"request, %d response records", round, id, victim.code,
+					kinds[id+"/request"], kinds[id+"/response"])
 			}
 		}
 	}
-	t.Logf("%d answered exchanges survived 20 SIGKILLs of qapi-server", len(acked))
+	t.Logf("%d answered exchanges survived 20 SIGKILLs of qapi-server (%v)", len(acked),
+		kills)
 }
