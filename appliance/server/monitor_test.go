@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -108,6 +110,119 @@ func TestMonitorDownThenUp(t *testing.T) {
 		s := report().Server
 		return s != nil && len(s.Certificates) == 2 && s.GlobalConfSerial == 1
 	})
+}
+
+// TestMonitorStoppedThenRestarted is the station going away under load
+// and coming back (2.6): exchanges keep being answered while it is down,
+// every answered one is in the message log, and the station started again
+// on its history keeps the totals it had, shows the records the server
+// dropped meanwhile, and receives new ones.
+func TestMonitorStoppedThenRestarted(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	sock, history := filepath.Join(dir, "monitor.sock"), filepath.Join(dir, "history.db")
+	ss := events.NewSocketSink(sock, events.SocketOptions{Buffer: 4,
+		Status: e.c.srv.Status, StatusInterval: 20 * time.Millisecond})
+	defer ss.Close()
+	var sink events.Sink = ss
+	e.c.events.next.Store(&sink)
+
+	start := func() (*monitor.Station, func()) {
+		st, err := monitor.New(monitor.Config{Socket: sock, History: history, Disk: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- st.Run(ctx) }()
+		return st, func() { cancel(); <-done }
+	}
+	report := func(st *monitor.Station) *monitor.Report {
+		r, err := st.Report()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	// Load from eight clients until the end of the test.
+	var mu sync.Mutex
+	var answered []string
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(answered) }
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := newID()
+				resp, err := http.Post(e.clientURL(), "text/xml; charset=utf-8",
+					bytes.NewReader(getPersonReq2(e, id)))
+				if err != nil {
+					t.Errorf("exchange %s: %v", id, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("exchange %s: status %d with the station down or up", id,
+						resp.StatusCode)
+					return
+				}
+				mu.Lock()
+				answered = append(answered, id)
+				mu.Unlock()
+			}
+		}()
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
+
+	st, halt := start()
+	eventually(t, "the station to receive records under load", func() bool {
+		return report(st).Received >= 20
+	})
+	halt()
+	kept := report(st).Stats.Total().Requests
+	st.Close()
+	droppedBefore, atStop := ss.Dropped(), count()
+	eventually(t, "exchanges to go on and records to be dropped with the station down",
+		func() bool { return count() >= atStop+40 && ss.Dropped() > droppedBefore })
+
+	st, halt = start()
+	defer st.Close()
+	defer halt()
+	eventually(t, "the restarted station to show the dropped records", func() bool {
+		r := report(st)
+		return r.Stats.Dropped > droppedBefore && r.Stats.Dropped == ss.Dropped()
+	})
+	eventually(t, "the restarted station to receive new records", func() bool {
+		return report(st).Received >= 20
+	})
+	stopLoad()
+	if got := report(st).Stats.Total().Requests; got < kept+20 {
+		t.Errorf("restarted station counts %d exchanges, want the %d it had before "+
+			"and the new ones", got, kept)
+	}
+
+	inLog := map[string]bool{}
+	e.c.srv.MessageLog().Entries(1, 0, func(en *messagelog.Entry) error {
+		if en.Kind == messagelog.KindResponse {
+			inLog[en.MessageID] = true
+		}
+		return nil
+	})
+	for _, id := range answered {
+		if !inLog[id] {
+			t.Errorf("answered exchange %s has no response in the message log", id)
+		}
+	}
 }
 
 // TestManageAPI shows the management API (4.1.2) as the server serves it:
