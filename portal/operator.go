@@ -66,6 +66,8 @@ type (
 
 // OperatorHandler serves the operator's JSON API under /api/, for requests
 // bearing "Authorization: Bearer token". Serve it over HTTPS on loopback.
+//
+// TODO: an operator web page on this API; the operator has 'qapi portal' only.
 func (p *Portal) OperatorHandler(token string) http.Handler {
 	mux := http.NewServeMux()
 	h := func(pattern string, f func(*http.Request) (any, error)) {

@@ -26,6 +26,8 @@ type Service struct {
 	Application      uint64        `json:"application,omitempty"`
 	Connected        time.Time     `json:"connected"`
 	// Disconnects is when an announced disconnection takes effect (3.14).
+	// TODO: disconnect the service when this date passes; today it stays
+	// connected, and no security server refuses calls to it.
 	Disconnects time.Time `json:"disconnects,omitzero"`
 }
 
