@@ -413,6 +413,9 @@ func TestBoot(t *testing.T) {
 	if !strings.Contains(v.console(), "grew the perm partition") {
 		t.Error("first boot on a larger disk did not grow perm")
 	}
+	if strings.Contains(v.console(), "PERM HAS NO FILE SYSTEM") {
+		t.Error("the initramfs found no ext4 on the image's perm partition")
+	}
 	v.shutdown(time.Minute)
 	tab := readTable(t, c.Output)
 	if tab.NeedsGrow() || tab.Partitions[3].LastLBA < uint64(c.Size/gpt.SectorSize) {

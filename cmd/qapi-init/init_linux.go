@@ -69,6 +69,7 @@ func run() error {
 	slog.Info("qapi-init: found the disk", "disk", disk, "slot", slot,
 		"partitions", len(tab.Partitions))
 
+	checkPerm(disk, tab)
 	if err := growPerm(disk, tab); err != nil {
 		// A perm partition that did not grow still works; say so and go on.
 		slog.Error("qapi-init: could not grow the perm partition; it keeps its size",

@@ -17,6 +17,26 @@ import (
 // ext4 file system to the given number of blocks.
 const ext4ResizeFS = 0x40086610
 
+// checkPerm says on the console when the perm partition holds no ext4 file
+// system (wiped, or the image was written only in part): the gokrazy
+// runtime then cannot mount /perm, and nothing the appliance makes (keys,
+// configuration, message log) is kept.
+//
+// TODO: a perm partition without a file system is not formatted at boot.
+func checkPerm(disk string, tab *gpt.Table) {
+	f, err := os.Open(disk)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	p := tab.Partitions[gokrazy.PermPartition-1]
+	if !hasExt4(f, p.Offset()) {
+		slog.Error("qapi-init: PERM HAS NO FILE SYSTEM: the perm partition holds no ext4, "+
+			"so keys, configuration and the message log cannot be kept; write the whole "+
+			"image onto the disk again", "disk", disk, "partition", gokrazy.PermPartition)
+	}
+}
+
 // growPerm extends the perm partition (the last one) and its ext4 file
 // system to the end of the disk when the disk is larger than the image it
 // was written from. It runs before anything on the disk is mounted, so the
