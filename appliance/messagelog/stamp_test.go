@@ -208,3 +208,41 @@ func TestCloseCancelsStamp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStampLoopRecovers: without any call to StampNow, the log's own
+// stamping loop stops Append past the grace while the TSA is down and
+// lets it through again once the TSA answers.
+func TestStampLoopRecovers(t *testing.T) {
+	tsa := newLocalTSA(t)
+	tsa.down.Store(true)
+	l, err := Open(Options{Path: filepath.Join(t.TempDir(), "log.db"), Key: testKey(t),
+		Stamper: tsa, StampInterval: 10 * time.Millisecond,
+		StampGrace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	within := func(what string, ok func(err error) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for i := 0; ; i++ {
+			err := l.Append(ctx, testRecord(i))
+			if ok(err) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the last Append gave %v", what, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	within("Append to stop while the TSA is down", func(err error) bool {
+		return errors.Is(err, ErrTimestampFailure)
+	})
+	tsa.down.Store(false)
+	within("Append to resume by itself", func(err error) bool { return err == nil })
+	if st := l.State(); st.Stamped == 0 {
+		t.Fatalf("state %+v: no stamp taken after the TSA came back", st)
+	}
+}
