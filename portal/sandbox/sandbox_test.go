@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -158,5 +159,44 @@ func TestExchange(t *testing.T) {
 	status, body = post(t, s.Client.ClientURL(), s.GetPersonRequest("sandbox-4"))
 	if status == http.StatusOK || !strings.Contains(body, "signing certificate is revoked") {
 		t.Errorf("exchange with a revoked signing certificate: HTTP %d\n%s", status, body)
+	}
+}
+
+// TestBlockReachesServersByThemselves: with nobody calling Refresh, a block
+// (3.7) reaches the servers through the portal's publication after the
+// change and their own fetch on their interval, as the sandbox's printed
+// instructions promise.
+func TestBlockReachesServersByThemselves(t *testing.T) {
+	ctx := context.Background()
+	const interval = 200 * time.Millisecond
+	s, err := Start(ctx, Options{Dir: t.TempDir(), FetchInterval: interval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if status, body := post(t, s.Client.ClientURL(), s.GetPersonRequest("own-0")); status !=
+		http.StatusOK || strings.Contains(body, "Fault") {
+		t.Fatalf("first exchange: HTTP %d\n%s", status, body)
+	}
+
+	if err := s.Operator.Do(ctx, "POST", "/api/block", portal.BlockRequest{
+		Client: s.Client.Subsystem, Clause: "3.7.1", Reason: "flooding"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	blocked := time.Now()
+	// A bound of many intervals, so that a loaded machine does not fail it;
+	// the time it took is logged.
+	deadline := blocked.Add(50 * interval)
+	for i := 1; ; i++ {
+		_, body := post(t, s.Client.ClientURL(), s.GetPersonRequest(fmt.Sprintf("own-%d", i)))
+		if strings.Contains(body, soap.CodeBlocked) {
+			t.Logf("refused %s after the block, fetch interval %s",
+				time.Since(blocked).Round(time.Millisecond), interval)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still not refused %s after the block:\n%s", 50*interval, body)
+		}
+		time.Sleep(interval / 10)
 	}
 }
