@@ -225,6 +225,17 @@ func (v *vm) waitConsoleLine(prefix, s string, timeout time.Duration) {
 	}
 }
 
+// healthyUptime returns the kernel's uptime, in seconds, that the init
+// reported once the health URL answered 200, or "?".
+func (v *vm) healthyUptime() string {
+	for _, f := range strings.Fields(v.console()) {
+		if u, ok := strings.CutPrefix(f, "uptimeSeconds="); ok {
+			return u
+		}
+	}
+	return "?"
+}
+
 // get polls a URL through a forwarded port until it answers with any
 // status, and returns the status, body and the time since QEMU started.
 func (v *vm) get(port int, path string, timeout time.Duration) (int, []byte, time.Duration) {
@@ -484,6 +495,10 @@ func TestBoot(t *testing.T) {
 	}
 	t.Logf("reboot: getPerson exchange through the appliance took %v under TCG",
 		time.Since(exStart).Round(time.Millisecond))
+	if after := v.health(time.Minute); after.status == 200 {
+		t.Logf("reboot: memory with every program running, after the exchange: %v; "+
+			"the kernel's uptime when healthy: %s s", after.Memory, v.healthyUptime())
+	}
 
 	// The security server told the monitoring station of the exchange.
 	seen := func() bool {
