@@ -34,6 +34,10 @@ type Access struct {
 // RecordAccess appends a to the journal at path (JSON, one object a line)
 // and syncs it. Readers must call it before opening archives and refuse to
 // go on when it fails: an access that cannot be recorded does not happen.
+//
+// TODO: the journal is neither hash-chained nor signed nor sent to the
+// portal (6.8), so whoever can write the file can edit it, and a reader
+// who decrypts with openssl instead of qapi leaves no line in it.
 func RecordAccess(path string, a Access) error {
 	line, err := json.Marshal(a)
 	if err != nil {
