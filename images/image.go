@@ -155,6 +155,8 @@ const (
 // BuildPrograms compiles the init, the initramfs init and every program of
 // c.Instance, with CGO_ENABLED=0 for linux/amd64, into dir, each named as
 // it is installed.
+//
+// TODO: progress is one line per step; go build, the longest step, says nothing until it ends.
 func BuildPrograms(ctx context.Context, c Config, dir string) error {
 	c.defaults()
 	if err := c.Instance.Validate(); err != nil {

@@ -42,6 +42,7 @@ type vm struct {
 	started time.Time
 	qemu    *exec.Cmd
 	swtpm   *exec.Cmd
+	exited  chan struct{} // closed once QEMU has exited
 	// Host loopback ports forwarded to the guest's health endpoint, client
 	// proxy, management API and monitoring station on the internal
 	// interface; to the health, management and monitoring ports on the
@@ -52,33 +53,67 @@ type vm struct {
 	serverPort                                                  int
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+// freePorts returns n distinct loopback ports that were free a moment ago.
+// All n are held open until the last is chosen, so that none repeats.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // boot starts swtpm with the state in tpmDir and QEMU on disk, with the
 // firmware variables in vars. The serial console goes to a file printed
-// when the test fails.
+// when the test fails. When another process took a forwarded port in the
+// moment between choosing and binding it, QEMU refuses to start; boot then
+// tries again with other ports.
 func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	v := &vm{t: t, dir: dir, serial: filepath.Join(dir, "serial.log"),
-		qmp:        filepath.Join(dir, "qmp.sock"),
-		healthPort: freePort(t), clientPort: freePort(t), managePort: freePort(t),
-		monitorPort: freePort(t), externalHealthPort: freePort(t),
-		externalManagePort: freePort(t), externalMonitorPort: freePort(t),
-		serverPort: freePort(t)}
-	sock := filepath.Join(dir, "swtpm.sock")
+	for try := 1; ; try++ {
+		v := &vm{t: t, dir: dir, serial: filepath.Join(dir, "serial.log"),
+			qmp: filepath.Join(dir, "qmp.sock")}
+		p := freePorts(t, 8)
+		v.healthPort, v.clientPort, v.managePort, v.monitorPort = p[0], p[1], p[2], p[3]
+		v.externalHealthPort, v.externalManagePort, v.externalMonitorPort = p[4], p[5], p[6]
+		v.serverPort = p[7]
+		qerr, ok := v.start(disk, vars, tpmDir)
+		if ok {
+			t.Cleanup(func() {
+				v.stop()
+				if t.Failed() {
+					b, _ := os.ReadFile(v.serial)
+					t.Logf("%s: QEMU said: %s\nserial console:\n%s", name, qerr.String(), b)
+				}
+			})
+			return v
+		}
+		v.stop()
+		if try == 3 {
+			t.Fatalf("%s: QEMU did not start: %s", name, qerr.String())
+		}
+		t.Logf("%s: QEMU could not bind a forwarded port, trying other ports: %s", name,
+			strings.TrimSpace(qerr.String()))
+	}
+}
+
+// start starts swtpm and QEMU and returns what QEMU prints. It reports
+// false when QEMU exits at once because a forwarded port is taken.
+func (v *vm) start(disk, vars, tpmDir string) (*bytes.Buffer, bool) {
+	t := v.t
+	t.Helper()
+	sock := filepath.Join(v.dir, "swtpm.sock")
+	os.Remove(sock)
 	v.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+tpmDir,
 		"--ctrl", "type=unixio,path="+sock)
 	v.swtpm.Stderr = io.Discard
@@ -91,7 +126,6 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-
 	// eth0 (external) on 10.0.2.0/24, eth1 (internal) on 10.0.3.0/24, as
 	// gokrazy.Default addresses them; the internal ports reach the host.
 	internal := fmt.Sprintf("user,id=n1,net=10.0.3.0/24,"+
@@ -121,29 +155,45 @@ func boot(t *testing.T, name, disk, vars, tpmDir string) *vm {
 		"-qmp", "unix:" + v.qmp + ",server=on,wait=off",
 	}
 	v.qemu = exec.Command("qemu-system-x86_64", args...)
-	var qerr bytes.Buffer
-	v.qemu.Stdout, v.qemu.Stderr = &qerr, &qerr
+	qerr := &bytes.Buffer{}
+	v.qemu.Stdout, v.qemu.Stderr = qerr, qerr
 	v.started = time.Now()
 	if err := v.qemu.Start(); err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
-	t.Cleanup(func() {
-		v.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(v.serial)
-			t.Logf("%s: QEMU said: %s\nserial console:\n%s", name, qerr.String(), b)
-		}
-	})
-	return v
+	v.exited = make(chan struct{})
+	go func() {
+		v.qemu.Wait()
+		close(v.exited)
+	}()
+	// QEMU binds the forwarded ports before the guest runs.
+	select {
+	case <-v.exited:
+		return qerr, !strings.Contains(qerr.String(), "Could not set up host forwarding")
+	case <-time.After(time.Second):
+		return qerr, true
+	}
 }
 
 // stop kills QEMU and swtpm and waits for both.
 func (v *vm) stop() {
-	for _, c := range []*exec.Cmd{v.qemu, v.swtpm} {
-		if c != nil && c.Process != nil && c.ProcessState == nil {
-			c.Process.Kill()
-			c.Wait()
-		}
+	if v.qemu != nil && v.qemu.Process != nil {
+		v.qemu.Process.Kill()
+		<-v.exited
+	}
+	if c := v.swtpm; c != nil && c.Process != nil && c.ProcessState == nil {
+		c.Process.Kill()
+		c.Wait()
+	}
+}
+
+// qemuExited reports whether QEMU has exited.
+func (v *vm) qemuExited() bool {
+	select {
+	case <-v.exited:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -170,10 +220,8 @@ func (v *vm) shutdown(timeout time.Duration) {
 			v.t.Fatalf("QMP %s: %v", cmd, err)
 		}
 	}
-	done := make(chan error, 1)
-	go func() { done <- v.qemu.Wait() }()
 	select {
-	case <-done:
+	case <-v.exited:
 	case <-time.After(timeout):
 		v.t.Fatalf("the machine did not power off within %v of the power button", timeout)
 	}
@@ -194,7 +242,7 @@ func (v *vm) waitConsole(s string, timeout time.Duration) {
 		if time.Now().After(deadline) {
 			v.t.Fatalf("console did not show %q within %v", s, timeout)
 		}
-		if v.qemu.ProcessState != nil {
+		if v.qemuExited() {
 			v.t.Fatalf("QEMU exited before the console showed %q", s)
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -218,7 +266,7 @@ func (v *vm) waitConsoleLine(prefix, s string, timeout time.Duration) {
 		if time.Now().After(deadline) {
 			v.t.Fatalf("console showed no line %q...%q within %v", prefix, s, timeout)
 		}
-		if v.qemu.ProcessState != nil {
+		if v.qemuExited() {
 			v.t.Fatalf("QEMU exited before the console showed %q...%q", prefix, s)
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -256,6 +304,9 @@ func (v *vm) get(port int, path string, timeout time.Duration) (int, []byte, tim
 			}
 		} else {
 			cancel()
+		}
+		if v.qemuExited() {
+			v.t.Fatalf("GET %s: QEMU exited before it answered", path)
 		}
 		if time.Now().After(deadline) {
 			v.t.Fatalf("GET %s: no answer within %v (last error %v)", path, timeout, err)

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -222,6 +223,91 @@ func TestMonitorStoppedThenRestarted(t *testing.T) {
 		if !inLog[id] {
 			t.Errorf("answered exchange %s has no response in the message log", id)
 		}
+	}
+}
+
+// TestMonitorThatDoesNotRead is a station that accepts the connection but
+// never reads (2.6): the socket fills, and exchanges go on without waiting
+// for it, the records past the buffer dropped and counted.
+func TestMonitorThatDoesNotRead(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(t.TempDir(), "monitor.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held sync.Mutex
+	var conns []net.Conn
+	defer func() {
+		held.Lock()
+		defer held.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held.Lock()
+			conns = append(conns, c) // held open, never read
+			held.Unlock()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	ss := events.NewSocketSink(sock, events.SocketOptions{Buffer: 4})
+	defer ss.Close()
+	var sink events.Sink = ss
+	e.c.events.next.Store(&sink)
+	<-accepted
+
+	// Records are a few hundred bytes: a few thousand fill the socket.
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	n := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ss.Dropped() == 0 {
+				id := newID()
+				resp, err := hc.Post(e.clientURL(), "text/xml; charset=utf-8",
+					bytes.NewReader(getPersonReq2(e, id)))
+				if err != nil {
+					t.Errorf("exchange %s: %v", id, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("exchange %s: status %d", id, resp.StatusCode)
+					return
+				}
+				mu.Lock()
+				n++
+				stop := n >= 20000
+				mu.Unlock()
+				if stop {
+					t.Errorf("20000 exchanges and no record dropped: the sink reads " +
+						"as if the station read")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d exchanges answered before the first record was dropped; %d sent",
+		n, ss.Sent())
+	if ss.Sent() == 0 {
+		t.Error("no record reached the socket before it filled")
 	}
 }
 
