@@ -345,6 +345,7 @@ func (l *Log) writer() {
 	defer l.wg.Done()
 	defer close(l.done)
 	var timer *time.Timer
+	released := time.Now()
 	for {
 		var first *request
 		select {
@@ -390,6 +391,10 @@ func (l *Log) writer() {
 		err := l.commit(batch)
 		for _, r := range batch {
 			r.done <- err
+		}
+		if time.Since(released) >= releaseEvery {
+			l.releaseMemory()
+			released = time.Now()
 		}
 	}
 }
