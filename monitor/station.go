@@ -111,12 +111,12 @@ func New(cfg Config) (*Station, error) {
 		return nil, err
 	}
 	agg := stats.New()
-	rows, err := st.Rows()
+	totals, err := st.Totals()
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	agg.Restore(rows)
+	agg.Restore(totals)
 
 	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		st.Close()
@@ -206,7 +206,7 @@ func (s *Station) ingest(m *events.Message) {
 		s.received.Add(1)
 		s.agg.Add(*m.Exchange)
 	case events.TypeDropped:
-		s.agg.SetDropped(m.Dropped)
+		s.agg.SetDropped(m.Since, m.Dropped, s.cfg.Now())
 	case events.TypeStatus:
 		s.mu.Lock()
 		st := *m.Status
@@ -240,8 +240,7 @@ func (s *Station) sampleSystem() {
 
 func (s *Station) flush() error {
 	now := s.cfg.Now()
-	snap := s.agg.Snapshot(now)
-	return s.store.Save(now, s.agg.TakeMinutes(now), snap.Rows)
+	return s.store.Save(now, s.agg.TakeMinutes(now), s.agg.Totals())
 }
 
 // Report is everything the station shows at one instant.

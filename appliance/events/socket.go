@@ -23,12 +23,14 @@ type SocketOptions struct {
 // socket. Emit never blocks: records wait in a bounded buffer while the
 // monitor is absent, and are dropped and counted when the buffer is full
 // (the message log, not the monitor, is the record of exchanges). After a
-// reconnect the sink first sends the total dropped so far, so the monitor
-// shows what it missed. A fault code outside the security server's own
+// reconnect the sink first sends the total dropped so far, with the
+// instant the sink started (see Message.Since), so the monitor shows what
+// it missed and can tell this count from one of an earlier sink. A fault code outside the security server's own
 // stable codes reaches the monitor as its class only (see FaultCode).
 type SocketSink struct {
 	path    string
 	opts    SocketOptions
+	started time.Time
 	ch      chan Record
 	dropped atomic.Uint64
 	sent    atomic.Uint64
@@ -50,10 +52,11 @@ func NewSocketSink(path string, opts SocketOptions) *SocketSink {
 		opts.WriteTimeout = time.Second
 	}
 	s := &SocketSink{
-		path: path,
-		opts: opts,
-		ch:   make(chan Record, opts.Buffer),
-		done: make(chan struct{}),
+		path:    path,
+		opts:    opts,
+		started: time.Now().Round(0),
+		ch:      make(chan Record, opts.Buffer),
+		done:    make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.run()
@@ -71,6 +74,10 @@ func (s *SocketSink) Emit(r Record) {
 
 // Dropped returns how many records were dropped since the sink started.
 func (s *SocketSink) Dropped() uint64 { return s.dropped.Load() }
+
+// Started returns the instant the sink started, which its dropped
+// messages carry as Message.Since.
+func (s *SocketSink) Started() time.Time { return s.started }
 
 // Sent returns how many records reached the socket.
 func (s *SocketSink) Sent() uint64 { return s.sent.Load() }
@@ -115,7 +122,7 @@ func (s *SocketSink) serve(conn net.Conn) {
 			return true
 		}
 		reported = d
-		return write(&Message{Type: TypeDropped, Dropped: d})
+		return write(&Message{Type: TypeDropped, Dropped: d, Since: s.started})
 	}
 	if !reportDropped() {
 		return

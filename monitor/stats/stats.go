@@ -134,20 +134,23 @@ type Aggregator struct {
 		unix int64
 		n    uint64
 	}
-	dropped uint64
+	dropped Dropped
 }
 
 // New returns an empty Aggregator.
 func New() *Aggregator { return &Aggregator{rows: map[Key]*Row{}} }
 
-// Restore seeds the aggregator with rows kept from an earlier run.
-func (a *Aggregator) Restore(rows []Row) {
+// Restore seeds the aggregator with the totals kept from an earlier run
+// of the station. Call it before Add and SetDropped.
+func (a *Aggregator) Restore(t Totals) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for i := range rows {
-		r := rows[i]
+	for i := range t.Rows {
+		r := t.Rows[i]
 		a.rows[r.Key] = &r
 	}
+	a.dropped = t.Dropped
+	a.dropped.Lifetimes = slices.Clone(t.Dropped.Lifetimes)
 }
 
 // Add counts one record, attributing it to the minute and second in which
@@ -210,16 +213,92 @@ func (a *Aggregator) rollMinute(t time.Time) {
 	}
 }
 
-// SetDropped records the server's total of records dropped on the way to
-// the monitor.
-//
-// TODO: the total is kept as a maximum, so after the security server restarts
-// (its count starts again at 0) the station shows the old total until the new one
-// passes it.
-func (a *Aggregator) SetDropped(n uint64) {
+// SetDropped records that the security server's lifetime that started at
+// since (events.Message.Since) has dropped n records on the way to the
+// station so far, as seen at now.
+func (a *Aggregator) SetDropped(since time.Time, n uint64, now time.Time) {
 	a.mu.Lock()
-	a.dropped = max(a.dropped, n)
+	a.dropped.set(since, n, now)
 	a.mu.Unlock()
+}
+
+// keptLifetimes is how many lifetimes of the security server Dropped lists
+// before it folds the first seen into Earlier.
+const keptLifetimes = 16
+
+// Lifetime is the dropped count of one lifetime of the security server.
+type Lifetime struct {
+	// Since is when the server's count started; zero from a server that
+	// does not say, whose lifetimes then cannot be told apart.
+	Since time.Time `json:"since,omitzero"`
+	Count uint64    `json:"count"`
+}
+
+// Dropped counts the records the security server dropped on the way to
+// the station, over every lifetime of the server: each lifetime counts
+// from 0, and the station adds them up.
+type Dropped struct {
+	// Lifetimes are the last lifetimes seen, in the order first seen;
+	// Earlier is the sum of those before them.
+	Lifetimes []Lifetime `json:"lifetimes,omitempty"`
+	Earlier   uint64     `json:"earlier,omitempty"`
+	// Grew is when the station last saw the total grow; zero if never.
+	Grew time.Time `json:"grew,omitzero"`
+}
+
+// Total returns the records dropped over all lifetimes.
+func (d *Dropped) Total() uint64 {
+	n := d.Earlier
+	for _, l := range d.Lifetimes {
+		n += l.Count
+	}
+	return n
+}
+
+func (d *Dropped) set(since time.Time, n uint64, now time.Time) {
+	for i := range d.Lifetimes {
+		l := &d.Lifetimes[i]
+		if !l.Since.Equal(since) {
+			continue
+		}
+		// A lifetime's count only grows; a smaller one is an older report
+		// arriving late.
+		if n > l.Count {
+			l.Count, d.Grew = n, now
+		}
+		return
+	}
+	d.Lifetimes = append(d.Lifetimes, Lifetime{Since: since, Count: n})
+	if n > 0 {
+		d.Grew = now
+	}
+	if k := len(d.Lifetimes) - keptLifetimes; k > 0 {
+		for _, l := range d.Lifetimes[:k] {
+			d.Earlier += l.Count
+		}
+		d.Lifetimes = slices.Delete(d.Lifetimes, 0, k)
+	}
+}
+
+// Totals is what of an Aggregator outlives a restart of the station:
+// the running rows and the dropped count.
+type Totals struct {
+	Rows    []Row   `json:"rows"`
+	Dropped Dropped `json:"dropped"`
+}
+
+// Totals returns a copy of the running totals, for the store.
+func (a *Aggregator) Totals() Totals {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t := Totals{Dropped: a.dropped}
+	t.Dropped.Lifetimes = slices.Clone(a.dropped.Lifetimes)
+	for _, r := range a.rows {
+		c := *r
+		c.Faults = maps.Clone(r.Faults)
+		t.Rows = append(t.Rows, c)
+	}
+	return t
 }
 
 // TakeMinutes returns the minutes closed before now (including the
@@ -246,7 +325,11 @@ type Snapshot struct {
 	// PeakRate the busiest second of the last 60 (clause 5.4).
 	Rate     float64 `json:"rate"`
 	PeakRate uint64  `json:"peakRate"`
-	Dropped  uint64  `json:"dropped"`
+	// Dropped is the records the security server dropped on the way to
+	// the station over all its lifetimes, and DroppedGrew when the
+	// station last saw that total grow.
+	Dropped     uint64    `json:"dropped"`
+	DroppedGrew time.Time `json:"droppedGrew,omitzero"`
 }
 
 // Total returns the sum of all rows.
@@ -269,7 +352,8 @@ func (s *Snapshot) Total() Row {
 func (a *Aggregator) Snapshot(now time.Time) Snapshot {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := Snapshot{Current: a.minute, Dropped: a.dropped}
+	s := Snapshot{Current: a.minute, Dropped: a.dropped.Total(),
+		DroppedGrew: a.dropped.Grew}
 	for _, r := range a.rows {
 		c := *r
 		c.Faults = maps.Clone(r.Faults)

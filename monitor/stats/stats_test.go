@@ -126,3 +126,61 @@ func BenchmarkAdd(b *testing.B) {
 		a.Add(r)
 	}
 }
+
+// The security server counts dropped records from 0 in each lifetime; the
+// station adds the lifetimes up, takes a late smaller report of one as
+// nothing new, and keeps the sum when it lists fewer lifetimes.
+func TestDroppedAcrossServerLifetimes(t *testing.T) {
+	a := New()
+	first, second := t0, t0.Add(time.Hour)
+	steps := []struct {
+		since     time.Time
+		n         uint64
+		want      uint64
+		wantGrown bool
+	}{
+		{first, 5, 5, true},
+		{first, 12, 12, true},
+		{first, 7, 12, false}, // an older report of the first lifetime
+		{second, 3, 15, true}, // the server restarted: 12 + 3, not 12
+		{second, 3, 15, false},
+		{first, 12, 15, false}, // the first lifetime said again: not counted twice
+		{second, 10, 22, true},
+	}
+	for i, s := range steps {
+		now := t0.Add(time.Duration(i+1) * time.Minute)
+		a.SetDropped(s.since, s.n, now)
+		snap := a.Snapshot(now)
+		if snap.Dropped != s.want {
+			t.Fatalf("step %d: Dropped = %d, want %d", i, snap.Dropped, s.want)
+		}
+		if grown := snap.DroppedGrew.Equal(now); grown != s.wantGrown {
+			t.Fatalf("step %d: DroppedGrew = %v at %v, want grown %v", i,
+				snap.DroppedGrew, now, s.wantGrown)
+		}
+	}
+
+	// Many more lifetimes: the first ones are folded into Earlier, and a
+	// station restored from the totals shows the same sum.
+	want := uint64(22)
+	for i := range 3 * keptLifetimes {
+		a.SetDropped(t0.Add(time.Duration(i+2)*time.Hour), uint64(i+1), t0)
+		want += uint64(i + 1)
+	}
+	tot := a.Totals()
+	if len(tot.Dropped.Lifetimes) != keptLifetimes || tot.Dropped.Earlier == 0 {
+		t.Errorf("Totals lists %d lifetimes, earlier %d; want %d and the rest folded",
+			len(tot.Dropped.Lifetimes), tot.Dropped.Earlier, keptLifetimes)
+	}
+	b := New()
+	b.Restore(tot)
+	if got := b.Snapshot(t0).Dropped; got != want {
+		t.Errorf("restored Dropped = %d, want %d", got, want)
+	}
+	// The latest lifetime goes on counting in the restored station.
+	last := t0.Add(time.Duration(3*keptLifetimes+1) * time.Hour)
+	b.SetDropped(last, uint64(3*keptLifetimes)+4, t0)
+	if got := b.Snapshot(t0).Dropped; got != want+4 {
+		t.Errorf("restored Dropped after 4 more = %d, want %d", got, want+4)
+	}
+}
