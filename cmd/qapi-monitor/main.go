@@ -48,6 +48,8 @@ func run() error {
 	gid := flag.Int("gid", 65534, "group to run as after start-up")
 	deny := flag.String("deny", "", "comma-separated paths the monitor must not be able to "+
 		"open (message log, keys, configuration); it refuses to run if it can")
+	dropQuiet := flag.Duration("drop-quiet", monitor.DefaultThresholds.DropQuiet,
+		"how long the events_dropped alert stays raised after the dropped total last grew")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -64,7 +66,8 @@ func run() error {
 		paths = strings.Split(*deny, ",")
 	}
 	st, err := monitor.New(monitor.Config{Socket: *socket, Disk: *state,
-		History: filepath.Join(*state, "monitor.db"), Retention: *retention, Deny: paths})
+		History: filepath.Join(*state, "monitor.db"), Retention: *retention, Deny: paths,
+		Thresholds: monitor.Thresholds{DropQuiet: *dropQuiet}})
 	if err != nil {
 		return err
 	}
