@@ -52,6 +52,10 @@ type Config struct {
 	// FlushInterval is how often history is saved and the system sampled
 	// (default 10 s).
 	FlushInterval time.Duration
+	// MaxRows bounds the running totals kept per role, client and service
+	// (default stats.DefaultMaxRows); past it the least recently seen are
+	// folded into one row, stats.OtherKey.
+	MaxRows int
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Deny are the paths the station must not be able to open: the
@@ -110,7 +114,7 @@ func New(cfg Config) (*Station, error) {
 	if err != nil {
 		return nil, err
 	}
-	agg := stats.New()
+	agg := stats.New(cfg.MaxRows)
 	totals, err := st.Totals()
 	if err != nil {
 		st.Close()

@@ -320,3 +320,60 @@ func TestDroppedSummedAcrossServerRestarts(t *testing.T) {
 		t.Fatalf("received %d (%v), want the 2 records of the last lifetime", r.Received, err)
 	}
 }
+
+// Past Config.MaxRows the rows seen least recently are folded into one
+// "other" row, which the page and the metrics show and a restart keeps.
+func TestRowsFoldedIntoOther(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Station {
+		st, err := New(Config{Socket: filepath.Join(dir, "m.sock"),
+			History: filepath.Join(dir, "m.db"), Disk: dir, MaxRows: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	now := time.Now()
+	for i := range 5 {
+		r := record(i, now.Add(time.Duration(i)*time.Second), "")
+		r.Client = fmt.Sprintf("AZ/GOV/%d/REG", 1001+i)
+		st.ingest(&events.Message{Type: events.TypeExchange, Exchange: &r})
+	}
+	if _, err := st.Report(); err != nil { // saves the totals
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st = open()
+	defer st.Close()
+	r, err := st.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page, metrics strings.Builder
+	if err := WritePage(&page, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMetrics(&metrics, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`qapi_exchanges_total{role="other",client="other",service="other"} 3`,
+		`qapi_exchanges_total{role="client",client="AZ/GOV/1005/REG",`,
+		"qapi_rows_folded_total 3", "qapi_rows_max 2",
+	} {
+		if !strings.Contains(metrics.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(metrics.String(), `client="AZ/GOV/1001/REG"`) {
+		t.Errorf("metrics still show the first client, which was folded")
+	}
+	for _, want := range []string{`data-folded="3"`, "<td>other</td>",
+		"to keep at most 2 apart", "Exchanges<b>5</b>"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}

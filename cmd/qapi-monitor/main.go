@@ -27,6 +27,7 @@ import (
 
 	"github.com/qapi-az/qapi/monitor"
 	"github.com/qapi-az/qapi/monitor/confine"
+	"github.com/qapi-az/qapi/monitor/stats"
 )
 
 func main() {
@@ -50,6 +51,8 @@ func run() error {
 		"open (message log, keys, configuration); it refuses to run if it can")
 	dropQuiet := flag.Duration("drop-quiet", monitor.DefaultThresholds.DropQuiet,
 		"how long the events_dropped alert stays raised after the dropped total last grew")
+	maxRows := flag.Int("max-rows", stats.DefaultMaxRows, "rows of a role, client and "+
+		"service kept apart; past it those seen least recently are folded into one")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -67,7 +70,7 @@ func run() error {
 	}
 	st, err := monitor.New(monitor.Config{Socket: *socket, Disk: *state,
 		History: filepath.Join(*state, "monitor.db"), Retention: *retention, Deny: paths,
-		Thresholds: monitor.Thresholds{DropQuiet: *dropQuiet}})
+		MaxRows: *maxRows, Thresholds: monitor.Thresholds{DropQuiet: *dropQuiet}})
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 // Package store keeps the monitoring station's history in its own bbolt
 // file: one record per minute, bounded by a retention period, and the
-// running per-service totals so that a restart does not reset them. It
-// never holds anything but statistics (clause 2.7).
+// running totals (stats.Totals, their rows bounded by the aggregator) so
+// that a restart does not reset them. It never holds anything but
+// statistics (clause 2.7).
 package store
 
 import (
@@ -126,9 +127,6 @@ func (s *Store) Minutes(since time.Time) ([]stats.Minute, error) {
 	})
 	return out, err
 }
-
-// TODO: the running totals keep one row per role, client and service ever
-// seen, without bound; only the per-minute history is bounded.
 
 // Totals returns the running totals saved last, for
 // stats.Aggregator.Restore; a file written before the dropped count was
