@@ -238,3 +238,18 @@ func TestRowsBounded(t *testing.T) {
 			"%v, 8 folded, 20", keys, s.Folded, s.Total().Requests, want)
 	}
 }
+
+// BenchmarkAddNewKeyAtLimit is the worst case of the row limit: every
+// record has a key not seen before, so each folds the least recently seen
+// of DefaultMaxRows rows.
+func BenchmarkAddNewKeyAtLimit(b *testing.B) {
+	a := New(DefaultMaxRows)
+	for i := range DefaultMaxRows {
+		a.Add(rec(fmt.Sprintf("AZ/GOV/%d", i), "AZ/GOV/2//svc", t0, time.Millisecond, ""))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		a.Add(rec(fmt.Sprintf("AZ/GOV/%d", DefaultMaxRows+i), "AZ/GOV/2//svc",
+			t0.Add(time.Duration(i)*time.Millisecond), time.Millisecond, ""))
+	}
+}
