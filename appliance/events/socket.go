@@ -25,8 +25,9 @@ type SocketOptions struct {
 // (the message log, not the monitor, is the record of exchanges). After a
 // reconnect the sink first sends the total dropped so far, with the
 // instant the sink started (see Message.Since), so the monitor shows what
-// it missed and can tell this count from one of an earlier sink. A fault code outside the security server's own
-// stable codes reaches the monitor as its class only (see FaultCode).
+// it missed and can tell this count from one of an earlier sink. A fault
+// code outside the security server's own stable codes reaches the monitor
+// as its class only (see FaultCode).
 type SocketSink struct {
 	path    string
 	opts    SocketOptions
@@ -63,7 +64,8 @@ func NewSocketSink(path string, opts SocketOptions) *SocketSink {
 	return s
 }
 
-// Emit queues r, or drops and counts it when the buffer is full.
+// Emit queues r, or drops and counts it when the buffer is full, as when
+// the monitor is absent or a write to it is stuck.
 func (s *SocketSink) Emit(r Record) {
 	select {
 	case s.ch <- r:
