@@ -48,6 +48,9 @@ type Thresholds struct {
 	TimestampLag time.Duration `json:"timestampLag"`
 	// Silence is how long the server may go without a status report.
 	Silence time.Duration `json:"silence"`
+	// DropQuiet is how long after the dropped total last grew the
+	// events_dropped alert stays raised.
+	DropQuiet time.Duration `json:"dropQuiet"`
 }
 
 // DefaultThresholds are the thresholds used where none are configured.
@@ -61,6 +64,7 @@ var DefaultThresholds = Thresholds{
 	ConfAge:      15 * time.Minute,
 	TimestampLag: 10 * time.Minute,
 	Silence:      time.Minute,
+	DropQuiet:    15 * time.Minute,
 }
 
 func (t Thresholds) withDefaults() Thresholds {
@@ -84,6 +88,7 @@ func (t Thresholds) withDefaults() Thresholds {
 	pickD(&t.ConfAge, d.ConfAge)
 	pickD(&t.TimestampLag, d.TimestampLag)
 	pickD(&t.Silence, d.Silence)
+	pickD(&t.DropQuiet, d.DropQuiet)
 	return t
 }
 
@@ -133,12 +138,12 @@ func Evaluate(r *Report, th Thresholds) []Alert {
 				"must not reach", c.Opened)
 		}
 	}
-	// TODO: once any record was dropped this alert stays raised until the
-	// security server restarts; it should clear after a quiet period.
-	if r.Stats.Dropped > 0 {
+	// The total stays on the page; the alert is for drops still going on.
+	if grew := r.Stats.DroppedGrew; r.Stats.Dropped > 0 && r.Time.Sub(grew) < th.DropQuiet {
 		add(Warning, "events_dropped", "", "%d exchange records did not reach the monitor "+
-			"(it was down or slow); the message log still holds every exchange",
-			r.Stats.Dropped)
+			"(it was down or slow), the last of them reported %v ago; the message log "+
+			"still holds every exchange", r.Stats.Dropped,
+			max(r.Time.Sub(grew), 0).Round(time.Second))
 	}
 
 	if s := r.System; s.MemTotal > 0 && s.MemUsed() > th.MemUsed {

@@ -13,7 +13,8 @@ import (
 // WriteMetrics writes r in the Prometheus text exposition format 0.0.4.
 func WriteMetrics(w io.Writer, r *Report) error {
 	m := &metricWriter{w: w}
-	m.family("qapi_exchanges_total", "counter", "Exchanges seen, by role, client and service.")
+	m.family("qapi_exchanges_total", "counter", "Exchanges seen, by role, client and service; "+
+		"role, client and service \"other\" for the rows folded together.")
 	for _, row := range r.Stats.Rows {
 		m.sample("qapi_exchanges_total", row.Requests, rowLabels(&row)...)
 	}
@@ -47,6 +48,11 @@ func WriteMetrics(w io.Writer, r *Report) error {
 	for _, row := range r.Stats.Rows {
 		m.sample("qapi_over_limit_total", row.OverLimit, rowLabels(&row)...)
 	}
+	m.family("qapi_rows_folded_total", "counter", "Rows of a role, client and service seen "+
+		"least recently, folded into the row labelled other to keep at most qapi_rows_max.")
+	m.sample("qapi_rows_folded_total", r.Stats.Folded)
+	m.gauge("qapi_rows_max", "Rows of a role, client and service kept apart.",
+		r.Stats.MaxRows)
 	m.gauge("qapi_request_rate", "Requests per second over the last 10 s (5.4).", r.Stats.Rate)
 	m.gauge("qapi_request_rate_peak", "Busiest second of the last minute (5.4).",
 		r.Stats.PeakRate)

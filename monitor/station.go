@@ -52,6 +52,10 @@ type Config struct {
 	// FlushInterval is how often history is saved and the system sampled
 	// (default 10 s).
 	FlushInterval time.Duration
+	// MaxRows bounds the running totals kept per role, client and service
+	// (default stats.DefaultMaxRows); past it the least recently seen are
+	// folded into one row, stats.OtherKey.
+	MaxRows int
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Deny are the paths the station must not be able to open: the
@@ -110,13 +114,13 @@ func New(cfg Config) (*Station, error) {
 	if err != nil {
 		return nil, err
 	}
-	agg := stats.New()
-	rows, err := st.Rows()
+	agg := stats.New(cfg.MaxRows)
+	totals, err := st.Totals()
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	agg.Restore(rows)
+	agg.Restore(totals)
 
 	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		st.Close()
@@ -206,7 +210,7 @@ func (s *Station) ingest(m *events.Message) {
 		s.received.Add(1)
 		s.agg.Add(*m.Exchange)
 	case events.TypeDropped:
-		s.agg.SetDropped(m.Dropped)
+		s.agg.SetDropped(m.Since, m.Dropped, s.cfg.Now())
 	case events.TypeStatus:
 		s.mu.Lock()
 		st := *m.Status
@@ -240,8 +244,7 @@ func (s *Station) sampleSystem() {
 
 func (s *Station) flush() error {
 	now := s.cfg.Now()
-	snap := s.agg.Snapshot(now)
-	return s.store.Save(now, s.agg.TakeMinutes(now), snap.Rows)
+	return s.store.Save(now, s.agg.TakeMinutes(now), s.agg.Totals())
 }
 
 // Report is everything the station shows at one instant.

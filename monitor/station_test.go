@@ -175,9 +175,10 @@ func TestMetricsAndPage(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// TODO: no test runs the real security server under load across a stop and a
-// restart of the station; appliance/server's TestMonitorDownThenUp starts it once.
-// TODO: no test has a station that accepts but reads slowly; only an absent one is tested.
+// The real security server under load across a stop and a restart of the
+// station is appliance/server's TestMonitorStoppedThenRestarted, and a
+// station that accepts the connection but never reads is its
+// TestMonitorThatDoesNotRead.
 
 // The station stopped, then restarted on the same history, while the
 // security server goes on: the totals from before the stop are kept, and
@@ -269,6 +270,110 @@ func TestConfinementCheckedWhileRunning(t *testing.T) {
 		`qapi_confinement_refused{path="` + gone + `"} 1`} {
 		if !strings.Contains(metrics.String(), w) {
 			t.Errorf("metrics lack %s", w)
+		}
+	}
+}
+
+// The security server restarted counts its dropped records from 0 again:
+// the station adds its lifetimes up, also across a restart of the station.
+func TestDroppedSummedAcrossServerRestarts(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "m.sock")
+	// dropAndReport runs one lifetime of the server: with no station
+	// reachable it drops all but two of ten records, and it reports them to
+	// the station once one listens. A running station st is made
+	// unreachable meanwhile by moving its socket aside.
+	dropAndReport := func(st *Station, want uint64) {
+		t.Helper()
+		if st != nil {
+			if err := os.Rename(sock, sock+".aside"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sink := events.NewSocketSink(sock, events.SocketOptions{Buffer: 2})
+		defer sink.Close()
+		for i := range 10 {
+			sink.Emit(record(i, time.Now(), ""))
+		}
+		if d := sink.Dropped(); d != 8 {
+			t.Fatalf("sink dropped %d, want 8", d)
+		}
+		if st == nil {
+			var stop func()
+			st, stop = startStation(t, dir, time.Now)
+			defer stop()
+		} else if err := os.Rename(sock+".aside", sock); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("the station to show %d dropped", want), func() bool {
+			r, err := st.Report()
+			return err == nil && r.Stats.Dropped == want && sink.Sent() == 2
+		})
+	}
+
+	dropAndReport(nil, 8)
+	dropAndReport(nil, 16) // a restarted server, a restarted station
+	st, stop := startStation(t, dir, time.Now)
+	defer stop()
+	dropAndReport(st, 24) // a restarted server, the same station
+	if r, err := st.Report(); err != nil || r.Received != 2 {
+		t.Fatalf("received %d (%v), want the 2 records of the last lifetime", r.Received, err)
+	}
+}
+
+// Past Config.MaxRows the rows seen least recently are folded into one
+// "other" row, which the page and the metrics show and a restart keeps.
+func TestRowsFoldedIntoOther(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Station {
+		st, err := New(Config{Socket: filepath.Join(dir, "m.sock"),
+			History: filepath.Join(dir, "m.db"), Disk: dir, MaxRows: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	now := time.Now()
+	for i := range 5 {
+		r := record(i, now.Add(time.Duration(i)*time.Second), "")
+		r.Client = fmt.Sprintf("AZ/GOV/%d/REG", 1001+i)
+		st.ingest(&events.Message{Type: events.TypeExchange, Exchange: &r})
+	}
+	if _, err := st.Report(); err != nil { // saves the totals
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st = open()
+	defer st.Close()
+	r, err := st.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page, metrics strings.Builder
+	if err := WritePage(&page, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMetrics(&metrics, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`qapi_exchanges_total{role="other",client="other",service="other"} 3`,
+		`qapi_exchanges_total{role="client",client="AZ/GOV/1005/REG",`,
+		"qapi_rows_folded_total 3", "qapi_rows_max 2",
+	} {
+		if !strings.Contains(metrics.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(metrics.String(), `client="AZ/GOV/1001/REG"`) {
+		t.Errorf("metrics still show the first client, which was folded")
+	}
+	for _, want := range []string{`data-folded="3"`, "<td>other</td>",
+		"to keep at most 2 apart", "Exchanges<b>5</b>"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
 		}
 	}
 }

@@ -38,7 +38,7 @@ func TestWireRoundTrip(t *testing.T) {
 	r := sample("id-1")
 	msgs := []*Message{
 		{Type: TypeExchange, Exchange: &r},
-		{Type: TypeDropped, Dropped: 42},
+		{Type: TypeDropped, Dropped: 42, Since: time.Date(2026, 12, 3, 9, 0, 0, 7, time.UTC)},
 		{Type: TypeStatus, Status: &Status{TimestampLag: time.Second,
 			Links: []LinkStatus{{Role: "external", Name: "eth0", Up: true, SpeedMbps: 1000,
 				FullDuplex: true}}}},
@@ -56,6 +56,10 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 		if got.Type != want.Type {
 			t.Fatalf("type %s, want %s", got.Type, want.Type)
+		}
+		if got.Dropped != want.Dropped || !got.Since.Equal(want.Since) {
+			t.Fatalf("dropped %d since %v, want %d since %v", got.Dropped, got.Since,
+				want.Dropped, want.Since)
 		}
 	}
 	if _, err := dec.Decode(); err != io.EOF {
@@ -89,6 +93,9 @@ func TestDecoderRefusesPayloadCarriers(t *testing.T) {
 			`"name":"eth0-and-then-some","up":true,"speedMbps":1000,"fullDuplex":true}]}}`,
 		"line too long": `{"type":"dropped","dropped":1,"x":"` + long + `"}`,
 		"unknown type":  `{"type":"payload"}`,
+		"since on an exchange": `{"type":"exchange","since":"2026-12-03T10:00:00Z",` +
+			`"exchange":{"role":"client","messageId":"a","client":"AZ/GOV/1","result":"ok"}}`,
+		"since as free text": `{"type":"dropped","dropped":1,"since":"<Body/>"}`,
 	}
 	for name, line := range cases {
 		if _, err := NewDecoder(strings.NewReader(line + "\n")).Decode(); err == nil {
@@ -129,6 +136,10 @@ func TestSocketSinkBuffersCountsDropsAndReports(t *testing.T) {
 	}
 	if first.Type != TypeDropped || first.Dropped != 6 {
 		t.Fatalf("first message %+v, want the dropped count 6", first)
+	}
+	if !first.Since.Equal(sink.Started()) || first.Since.IsZero() {
+		t.Fatalf("dropped count since %v, want the sink's start %v", first.Since,
+			sink.Started())
 	}
 	for i := range 4 {
 		m, err := dec.Decode()

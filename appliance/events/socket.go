@@ -23,12 +23,15 @@ type SocketOptions struct {
 // socket. Emit never blocks: records wait in a bounded buffer while the
 // monitor is absent, and are dropped and counted when the buffer is full
 // (the message log, not the monitor, is the record of exchanges). After a
-// reconnect the sink first sends the total dropped so far, so the monitor
-// shows what it missed. A fault code outside the security server's own
-// stable codes reaches the monitor as its class only (see FaultCode).
+// reconnect the sink first sends the total dropped so far, with the
+// instant the sink started (see Message.Since), so the monitor shows what
+// it missed and can tell this count from one of an earlier sink. A fault
+// code outside the security server's own stable codes reaches the monitor
+// as its class only (see FaultCode).
 type SocketSink struct {
 	path    string
 	opts    SocketOptions
+	started time.Time
 	ch      chan Record
 	dropped atomic.Uint64
 	sent    atomic.Uint64
@@ -50,17 +53,19 @@ func NewSocketSink(path string, opts SocketOptions) *SocketSink {
 		opts.WriteTimeout = time.Second
 	}
 	s := &SocketSink{
-		path: path,
-		opts: opts,
-		ch:   make(chan Record, opts.Buffer),
-		done: make(chan struct{}),
+		path:    path,
+		opts:    opts,
+		started: time.Now().Round(0),
+		ch:      make(chan Record, opts.Buffer),
+		done:    make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.run()
 	return s
 }
 
-// Emit queues r, or drops and counts it when the buffer is full.
+// Emit queues r, or drops and counts it when the buffer is full, as when
+// the monitor is absent or a write to it is stuck.
 func (s *SocketSink) Emit(r Record) {
 	select {
 	case s.ch <- r:
@@ -71,6 +76,10 @@ func (s *SocketSink) Emit(r Record) {
 
 // Dropped returns how many records were dropped since the sink started.
 func (s *SocketSink) Dropped() uint64 { return s.dropped.Load() }
+
+// Started returns the instant the sink started, which its dropped
+// messages carry as Message.Since.
+func (s *SocketSink) Started() time.Time { return s.started }
 
 // Sent returns how many records reached the socket.
 func (s *SocketSink) Sent() uint64 { return s.sent.Load() }
@@ -115,7 +124,7 @@ func (s *SocketSink) serve(conn net.Conn) {
 			return true
 		}
 		reported = d
-		return write(&Message{Type: TypeDropped, Dropped: d})
+		return write(&Message{Type: TypeDropped, Dropped: d, Since: s.started})
 	}
 	if !reportDropped() {
 		return

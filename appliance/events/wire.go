@@ -41,6 +41,12 @@ type Message struct {
 	// Dropped is the total number of records the server has dropped since
 	// it started because the monitor was absent or slow.
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Since, on a dropped message only, is when the sending server's count
+	// started: it names one lifetime of the server, so that the station
+	// adds the totals of successive lifetimes instead of confusing a
+	// restarted server's small count with an old one. Zero from a sender
+	// that does not say.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Status is the state of the security server that the monitoring station
@@ -120,11 +126,17 @@ var (
 func (m *Message) Validate() error {
 	switch m.Type {
 	case TypeExchange:
+		if !m.Since.IsZero() {
+			return errors.New("only a dropped message carries since")
+		}
 		if m.Exchange == nil || m.Status != nil {
 			return errors.New("exchange message needs exactly the exchange field")
 		}
 		return m.Exchange.validate()
 	case TypeStatus:
+		if !m.Since.IsZero() {
+			return errors.New("only a dropped message carries since")
+		}
 		if m.Status == nil || m.Exchange != nil {
 			return errors.New("status message needs exactly the status field")
 		}

@@ -227,8 +227,9 @@ func TestMonitorStoppedThenRestarted(t *testing.T) {
 }
 
 // TestMonitorThatDoesNotRead is a station that accepts the connection but
-// never reads (2.6): the socket fills, and exchanges go on without waiting
-// for it, the records past the buffer dropped and counted.
+// never reads (2.6): the socket fills and the sink's writer is stuck in a
+// write, and exchanges go on without waiting for it, each record dropped
+// and counted.
 func TestMonitorThatDoesNotRead(t *testing.T) {
 	e := newEnv(t)
 	sock := filepath.Join(t.TempDir(), "monitor.sock")
@@ -236,16 +237,8 @@ func TestMonitorThatDoesNotRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
 	var held sync.Mutex
 	var conns []net.Conn
-	defer func() {
-		held.Lock()
-		defer held.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
 	accepted := make(chan struct{}, 1)
 	go func() {
 		for {
@@ -262,41 +255,57 @@ func TestMonitorThatDoesNotRead(t *testing.T) {
 			}
 		}
 	}()
-	ss := events.NewSocketSink(sock, events.SocketOptions{Buffer: 4})
-	defer ss.Close()
+	// A write timeout of an hour keeps the writer stuck for the whole
+	// test once the socket is full, instead of giving up after a second
+	// and connecting again.
+	ss := events.NewSocketSink(sock, events.SocketOptions{Buffer: 4,
+		WriteTimeout: time.Hour})
+	defer func() {
+		// The stuck write ends only when the station's end closes.
+		ln.Close()
+		held.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		held.Unlock()
+		ss.Close()
+	}()
 	var sink events.Sink = ss
 	e.c.events.next.Store(&sink)
 	<-accepted
 
-	// Records are a few hundred bytes: a few thousand fill the socket.
+	// Records are a few hundred bytes: a few hundred fill the socket.
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	exchange := func() bool {
+		id := newID()
+		resp, err := hc.Post(e.clientURL(), "text/xml; charset=utf-8",
+			bytes.NewReader(getPersonReq2(e, id)))
+		if err != nil {
+			t.Errorf("exchange %s: %v", id, err)
+			return false
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("exchange %s: status %d", id, resp.StatusCode)
+			return false
+		}
+		return true
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	n := 0
+	answered := 0
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ss.Dropped() == 0 {
-				id := newID()
-				resp, err := hc.Post(e.clientURL(), "text/xml; charset=utf-8",
-					bytes.NewReader(getPersonReq2(e, id)))
-				if err != nil {
-					t.Errorf("exchange %s: %v", id, err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					t.Errorf("exchange %s: status %d", id, resp.StatusCode)
-					return
-				}
+			for ss.Dropped() == 0 && exchange() {
 				mu.Lock()
-				n++
-				stop := n >= 20000
+				answered++
+				stop := answered >= 20000
 				mu.Unlock()
 				if stop {
-					t.Errorf("20000 exchanges and no record dropped: the sink reads " +
+					t.Errorf("20000 exchanges and no record dropped: the sink writes " +
 						"as if the station read")
 					return
 				}
@@ -304,10 +313,50 @@ func TestMonitorThatDoesNotRead(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		return
+	}
 	t.Logf("%d exchanges answered before the first record was dropped; %d sent",
-		n, ss.Sent())
+		answered, ss.Sent())
 	if ss.Sent() == 0 {
 		t.Error("no record reached the socket before it filled")
+	}
+
+	// The client's server emits one record per exchange, some after its
+	// answer: wait for them all before comparing the sink's counts.
+	emitted := func() int {
+		e.c.events.mu.Lock()
+		defer e.c.events.mu.Unlock()
+		return len(e.c.events.recs)
+	}
+	settle := func() {
+		eventually(t, "every answered exchange's record emitted", func() bool {
+			return emitted() == answered
+		})
+	}
+	// Once the writer is stuck, a batch of exchanges is answered while
+	// nothing more is sent and every record of it is dropped; until then
+	// the writer may still be draining its buffer into the socket.
+	const batch = 10
+	for try := 0; ; try++ {
+		if try == 100 {
+			t.Fatalf("%d batches of %d exchanges and the sink still writes to a station "+
+				"that never reads (%d sent)", try, batch, ss.Sent())
+		}
+		settle()
+		sent, dropped := ss.Sent(), ss.Dropped()
+		for range batch {
+			if !exchange() {
+				return
+			}
+			answered++
+		}
+		settle()
+		if ss.Sent() == sent && ss.Dropped() == dropped+batch {
+			t.Logf("a batch of %d answered with the writer stuck after %d tries; "+
+				"%d dropped, %d sent", batch, try+1, ss.Dropped(), ss.Sent())
+			break
+		}
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/qapi-az/qapi/monitor"
 	"github.com/qapi-az/qapi/monitor/confine"
+	"github.com/qapi-az/qapi/monitor/stats"
 )
 
 func main() {
@@ -48,6 +49,10 @@ func run() error {
 	gid := flag.Int("gid", 65534, "group to run as after start-up")
 	deny := flag.String("deny", "", "comma-separated paths the monitor must not be able to "+
 		"open (message log, keys, configuration); it refuses to run if it can")
+	dropQuiet := flag.Duration("drop-quiet", monitor.DefaultThresholds.DropQuiet,
+		"how long the events_dropped alert stays raised after the dropped total last grew")
+	maxRows := flag.Int("max-rows", stats.DefaultMaxRows, "rows of a role, client and "+
+		"service kept apart; past it those seen least recently are folded into one")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -64,7 +69,8 @@ func run() error {
 		paths = strings.Split(*deny, ",")
 	}
 	st, err := monitor.New(monitor.Config{Socket: *socket, Disk: *state,
-		History: filepath.Join(*state, "monitor.db"), Retention: *retention, Deny: paths})
+		History: filepath.Join(*state, "monitor.db"), Retention: *retention, Deny: paths,
+		MaxRows: *maxRows, Thresholds: monitor.Thresholds{DropQuiet: *dropQuiet}})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ func rec(client, service string, done time.Time, pt time.Duration, fault string)
 }
 
 func TestKnownStream(t *testing.T) {
-	a := New()
+	a := New(0)
 	const cl, sv = "AZ/GOV/1/A", "AZ/GOV/2/B/getPerson"
 	// 100 exchanges in second 0..9 of one minute, 10 per second: 90 fast
 	// (3 ms), 8 slow (700 ms), 2 over the 2 s limit; 5 faults of two codes.
@@ -94,7 +95,7 @@ func TestKnownStream(t *testing.T) {
 }
 
 func TestRate(t *testing.T) {
-	a := New()
+	a := New(0)
 	// 70 requests/s for seconds 0..19: above the 60/s of clause 5.4.
 	for s := range 20 {
 		for i := range 70 {
@@ -114,7 +115,7 @@ func TestRate(t *testing.T) {
 }
 
 func BenchmarkAdd(b *testing.B) {
-	a := New()
+	a := New(0)
 	recs := make([]events.Record, 64)
 	for i := range recs {
 		recs[i] = rec(fmt.Sprintf("AZ/GOV/%d", i%8), "AZ/GOV/2//svc", t0, time.Millisecond, "")
@@ -124,5 +125,131 @@ func BenchmarkAdd(b *testing.B) {
 		r := recs[i%len(recs)]
 		r.Done = t0.Add(time.Duration(i) * time.Millisecond)
 		a.Add(r)
+	}
+}
+
+// The security server counts dropped records from 0 in each lifetime; the
+// station adds the lifetimes up, takes a late smaller report of one as
+// nothing new, and keeps the sum when it lists fewer lifetimes.
+func TestDroppedAcrossServerLifetimes(t *testing.T) {
+	a := New(0)
+	first, second := t0, t0.Add(time.Hour)
+	steps := []struct {
+		since     time.Time
+		n         uint64
+		want      uint64
+		wantGrown bool
+	}{
+		{first, 5, 5, true},
+		{first, 12, 12, true},
+		{first, 7, 12, false}, // an older report of the first lifetime
+		{second, 3, 15, true}, // the server restarted: 12 + 3, not 12
+		{second, 3, 15, false},
+		{first, 12, 15, false}, // the first lifetime said again: not counted twice
+		{second, 10, 22, true},
+	}
+	for i, s := range steps {
+		now := t0.Add(time.Duration(i+1) * time.Minute)
+		a.SetDropped(s.since, s.n, now)
+		snap := a.Snapshot(now)
+		if snap.Dropped != s.want {
+			t.Fatalf("step %d: Dropped = %d, want %d", i, snap.Dropped, s.want)
+		}
+		if grown := snap.DroppedGrew.Equal(now); grown != s.wantGrown {
+			t.Fatalf("step %d: DroppedGrew = %v at %v, want grown %v", i,
+				snap.DroppedGrew, now, s.wantGrown)
+		}
+	}
+
+	// Many more lifetimes: the first ones are folded into Earlier, and a
+	// station restored from the totals shows the same sum.
+	want := uint64(22)
+	for i := range 3 * keptLifetimes {
+		a.SetDropped(t0.Add(time.Duration(i+2)*time.Hour), uint64(i+1), t0)
+		want += uint64(i + 1)
+	}
+	tot := a.Totals()
+	if len(tot.Dropped.Lifetimes) != keptLifetimes || tot.Dropped.Earlier == 0 {
+		t.Errorf("Totals lists %d lifetimes, earlier %d; want %d and the rest folded",
+			len(tot.Dropped.Lifetimes), tot.Dropped.Earlier, keptLifetimes)
+	}
+	b := New(0)
+	b.Restore(tot)
+	if got := b.Snapshot(t0).Dropped; got != want {
+		t.Errorf("restored Dropped = %d, want %d", got, want)
+	}
+	// The latest lifetime goes on counting in the restored station.
+	last := t0.Add(time.Duration(3*keptLifetimes+1) * time.Hour)
+	b.SetDropped(last, uint64(3*keptLifetimes)+4, t0)
+	if got := b.Snapshot(t0).Dropped; got != want+4 {
+		t.Errorf("restored Dropped after 4 more = %d, want %d", got, want+4)
+	}
+}
+
+// Past its limit the aggregator folds the least recently seen rows into
+// the row of OtherKey: the rows stay bounded and the totals whole, also
+// through Totals and Restore under a lower limit.
+func TestRowsBounded(t *testing.T) {
+	a := New(3)
+	const sv = "AZ/GOV/2/B/getPerson"
+	client := func(i int) string { return fmt.Sprintf("AZ/GOV/%d", 100+i) }
+	// Clients 0..9 one exchange each, a minute apart; client 0 again after
+	// each, so that it is always the one seen last before the new one.
+	at := t0
+	for i := range 10 {
+		at = at.Add(time.Minute)
+		a.Add(rec(client(i), sv, at, time.Millisecond, ""))
+		at = at.Add(time.Minute)
+		a.Add(rec(client(0), sv, at, time.Millisecond, "Client.AccessDenied"))
+	}
+	s := a.Snapshot(at)
+	var keys []string
+	for _, r := range s.Rows {
+		keys = append(keys, r.Client)
+	}
+	want := []string{client(0), client(8), client(9), "other"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("rows %v, want %v: client 0 kept, the two seen last, the rest folded",
+			keys, want)
+	}
+	if s.Folded != 7 || s.MaxRows != 3 {
+		t.Errorf("Folded = %d, MaxRows = %d; want 7 and 3", s.Folded, s.MaxRows)
+	}
+	other := s.Rows[3]
+	if other.Key != OtherKey || other.Requests != 7 || other.Processing.Count != 7 ||
+		other.RequestBytes != 7000 || !other.LastSeen.Equal(t0.Add(15*time.Minute)) {
+		t.Errorf("other row %+v, want clients 1..7's 7 exchanges, last at 10:15", other)
+	}
+	if tot := s.Total(); tot.Requests != 20 || tot.Faults["Client.AccessDenied"] != 10 {
+		t.Errorf("Total = %d exchanges, %v; want all 20 and 10 faults", tot.Requests,
+			tot.Faults)
+	}
+
+	b := New(2)
+	b.Restore(a.Totals())
+	s = b.Snapshot(at)
+	keys = keys[:0]
+	for _, r := range s.Rows {
+		keys = append(keys, r.Client)
+	}
+	if want := []string{client(0), client(9), "other"}; !slices.Equal(keys, want) ||
+		s.Folded != 8 || s.Total().Requests != 20 || s.Rows[2].Requests != 8 {
+		t.Errorf("restored under a limit of 2: rows %v, folded %d, %d exchanges; want "+
+			"%v, 8 folded, 20", keys, s.Folded, s.Total().Requests, want)
+	}
+}
+
+// BenchmarkAddNewKeyAtLimit is the worst case of the row limit: every
+// record has a key not seen before, so each folds the least recently seen
+// of DefaultMaxRows rows.
+func BenchmarkAddNewKeyAtLimit(b *testing.B) {
+	a := New(DefaultMaxRows)
+	for i := range DefaultMaxRows {
+		a.Add(rec(fmt.Sprintf("AZ/GOV/%d", i), "AZ/GOV/2//svc", t0, time.Millisecond, ""))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		a.Add(rec(fmt.Sprintf("AZ/GOV/%d", DefaultMaxRows+i), "AZ/GOV/2//svc",
+			t0.Add(time.Duration(i)*time.Millisecond), time.Millisecond, ""))
 	}
 }

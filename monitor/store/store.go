@@ -1,7 +1,8 @@
 // Package store keeps the monitoring station's history in its own bbolt
 // file: one record per minute, bounded by a retention period, and the
-// running per-service totals so that a restart does not reset them. It
-// never holds anything but statistics (clause 2.7).
+// running totals (stats.Totals, their rows bounded by the aggregator) so
+// that a restart does not reset them. It never holds anything but
+// statistics (clause 2.7).
 package store
 
 import (
@@ -19,7 +20,10 @@ import (
 var (
 	bucketMinutes = []byte("minutes")
 	bucketRows    = []byte("rows")
-	keyRows       = []byte("rows")
+	// keyRows held the rows alone, before the dropped count was kept;
+	// keyTotals holds stats.Totals.
+	keyRows   = []byte("rows")
+	keyTotals = []byte("totals")
 )
 
 // Store is the history file. Safe for concurrent use.
@@ -59,9 +63,9 @@ func minuteKey(t time.Time) []byte {
 }
 
 // Save stores closed minutes (merging into a minute already stored, as
-// happens after a restart within one minute) and the running rows, and
+// happens after a restart within one minute) and the running totals, and
 // deletes minutes older than the retention before now.
-func (s *Store) Save(now time.Time, minutes []stats.Minute, rows []stats.Row) error {
+func (s *Store) Save(now time.Time, minutes []stats.Minute, totals stats.Totals) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		mb := tx.Bucket(bucketMinutes)
 		for _, m := range minutes {
@@ -95,11 +99,15 @@ func (s *Store) Save(now time.Time, minutes []stats.Minute, rows []stats.Row) er
 				return err
 			}
 		}
-		v, err := json.Marshal(rows)
+		v, err := json.Marshal(totals)
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketRows).Put(keyRows, v)
+		rb := tx.Bucket(bucketRows)
+		if err := rb.Put(keyTotals, v); err != nil {
+			return err
+		}
+		return rb.Delete(keyRows)
 	})
 }
 
@@ -120,21 +128,23 @@ func (s *Store) Minutes(since time.Time) ([]stats.Minute, error) {
 	return out, err
 }
 
-// TODO: the running totals keep one row per role, client and service ever
-// seen, without bound; only the per-minute history is bounded.
-
-// Rows returns the running totals saved last, for stats.Aggregator.Restore.
-func (s *Store) Rows() ([]stats.Row, error) {
-	var rows []stats.Row
+// Totals returns the running totals saved last, for
+// stats.Aggregator.Restore; a file written before the dropped count was
+// kept gives its rows alone.
+func (s *Store) Totals() (stats.Totals, error) {
+	var t stats.Totals
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketRows).Get(keyRows)
-		if v == nil {
-			return nil
+		rb := tx.Bucket(bucketRows)
+		if v := rb.Get(keyTotals); v != nil {
+			return json.Unmarshal(v, &t)
 		}
-		return json.Unmarshal(v, &rows)
+		if v := rb.Get(keyRows); v != nil {
+			return json.Unmarshal(v, &t.Rows)
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read saved monitor totals: %w", err)
+		return stats.Totals{}, fmt.Errorf("read saved monitor totals: %w", err)
 	}
-	return rows, nil
+	return t, nil
 }
