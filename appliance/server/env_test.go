@@ -199,7 +199,10 @@ func newNode(t testing.TB, e *env, member ident.Client, code string, clients []i
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// net/http waits 5 s before it counts a connection that never
+		// carried a request as idle, and a client's transport under load
+		// dials such spare connections: give Shutdown well over that.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		if err := n.srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
