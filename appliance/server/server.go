@@ -249,6 +249,7 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 		if s.archive, err = s.archiver(); err != nil {
 			return nil, err
 		}
+		s.archive.Head = &archive.HeadSigner{Key: signKey, Chain: signChain}
 	}
 	pc := proxy.Config{
 		Clients: clients,

@@ -27,13 +27,17 @@ func init() {
 }
 
 const archiveUsage = `usage:
-  qapi archive verify -key reader.pem [-sign-roots ca.pem] [-tsa-roots tsa.pem] FILE...
+  qapi archive verify -key reader.pem [-sign-roots ca.pem] [-tsa-roots tsa.pem]
+      [-head qapi-log-head.p7s | -partial] FILE...
   qapi archive export -key reader.pem -out DIR FILE
 
 verify decrypts each archive with the reader's key and checks every entry's
 hash and chain link, every message signature and every time stamp, and that
-the files continue one chain. It prints each problem by file and entry and
-exits 1 when there is any.
+the files continue one chain from the log's first entry, or from where the
+archive head says the kept archives start, to the head's last entry. The
+head is the signed qapi-log-head.p7s next to the first file unless -head
+names another. It prints each problem by file and entry and exits 1 when
+there is any. -partial checks only the files given.
 
 export verifies one file and writes its members (manifest.json, entries/,
 timestamps/) under DIR.
@@ -68,6 +72,10 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 		"access journal `file` that records this reading")
 	who := fs.String("who", defaultWho(), "the `name` of the person reading, for the journal")
 	out := fs.String("out", "", "export: the `directory` to write the members to")
+	head := fs.String("head", "", "the archive head `file` to compare the files with "+
+		"(default: "+archive.HeadName+" next to the first file, when there is one)")
+	partial := fs.Bool("partial", false, "check only the files given, not that they "+
+		"reach from the first archived entry to the last")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -84,7 +92,7 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail(err)
 	}
-	opts := archive.VerifyOptions{Key: key, RequireStamps: *requireStamps}
+	opts := archive.VerifyOptions{Key: key, RequireStamps: *requireStamps, Partial: *partial}
 	if *signRoots != "" {
 		if opts.SignRoots, err = archive.LoadCertPool(*signRoots); err != nil {
 			return fail(err)
@@ -99,6 +107,19 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 	for i, f := range files {
 		if abs[i], err = filepath.Abs(f); err != nil {
 			return fail(err)
+		}
+	}
+	if action == "verify" {
+		opts.Head = *head
+		if h := filepath.Join(filepath.Dir(abs[0]), archive.HeadName); opts.Head == "" &&
+			!*partial && exists(h) {
+			opts.Head = h
+		}
+		if opts.Head != "" {
+			if opts.Head, err = filepath.Abs(opts.Head); err != nil {
+				return fail(err)
+			}
+			abs = append(abs, opts.Head)
 		}
 	}
 
@@ -117,11 +138,19 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
+	if action == "export" {
+		// One file is exported; what lies before or after it is not asked.
+		opts.Partial = true
+	}
 	r := archive.Verify(files, opts)
 	for _, f := range r.Files {
 		fmt.Fprintf(stdout, "%s: entries %d-%d: %d messages, %d metadata only, %d links, "+
 			"%d time stamps, %d unstamped\n", f.File, f.First, f.Last, f.Messages, f.Metadata,
 			f.Links, f.Stamps, f.Unstamped)
+	}
+	if h := r.Head; h != nil {
+		fmt.Fprintf(stdout, "%s: archive head of %s by %s: archives from entry %d to %d\n",
+			opts.Head, h.Time.Format(time.RFC3339), h.Member, h.First, h.Last)
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(stdout, "PROBLEM %s\n", p)
@@ -134,7 +163,7 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 	}
 	// Without roots a forger holding a reader's key could re-sign the
 	// whole archive with keys of his own: say so rather than claim proof.
-	limits := rootNotes(opts)
+	limits := append(rootNotes(opts), r.Notes...)
 	for _, n := range limits {
 		fmt.Fprintf(stdout, "NOTE %s\n", n)
 	}
@@ -201,6 +230,11 @@ func export(file string, key *ecdsa.PrivateKey, dir string) error {
 			return err
 		}
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func envOr(name, def string) string {
