@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/ecdsa"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ const archiveUsage = `usage:
   qapi archive verify -key reader.pem [-sign-roots ca.pem] [-tsa-roots tsa.pem]
       [-head qapi-log-head.p7s | -partial] FILE...
   qapi archive export -key reader.pem -out DIR FILE
+  qapi archive journal [-journal FILE]
 
 verify decrypts each archive with the reader's key and checks every entry's
 hash and chain link, every message signature and every time stamp, and that
@@ -43,7 +45,10 @@ export verifies one file and writes its members (manifest.json, entries/,
 timestamps/) under DIR.
 
 Both record who read what, and when, in the access journal (-journal)
-before opening any file, and refuse to read when it cannot be written.`
+before opening any file, and refuse to read when it cannot be written.
+
+journal checks that chain of the access journal, each line linked to the
+one before by its hash, and names the first line that breaks it.`
 
 func runArchive(args []string) int {
 	if len(args) == 0 {
@@ -53,6 +58,8 @@ func runArchive(args []string) int {
 	switch args[0] {
 	case "verify", "export":
 		return runArchiveRead(args[0], args[1:], os.Stdout, os.Stderr)
+	case "journal":
+		return runArchiveJournal(args[1:], os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintln(os.Stderr, archiveUsage)
 		return 2
@@ -180,6 +187,38 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 			"verified, within the limits noted")
 	}
 	finish("ok")
+	return 0
+}
+
+// runArchiveJournal checks the chain of the access journal.
+func runArchiveJournal(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qapi archive journal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	journal := fs.String("journal", envOr("QAPI_ACCESS_JOURNAL", defaultJournal),
+		"the access journal `file` to check")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, archiveUsage)
+		return 2
+	}
+	n, err := archive.VerifyJournal(*journal)
+	var je *archive.JournalError
+	if errors.As(err, &je) {
+		fmt.Fprintf(stdout, "PROBLEM %s\n", je)
+		fmt.Fprintf(stderr, "qapi archive journal: the chain breaks at line %d after %d "+
+			"intact lines; the journal was altered there or before: keep a copy as "+
+			"evidence and report it as a security incident\n", je.Line, n)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "qapi archive journal: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: %s: %d lines, each linked to the one before\n", *journal, n)
+	fmt.Fprintln(stdout, "NOTE lines cut from the end, or a journal rewritten whole, "+
+		"cannot be told")
 	return 0
 }
 

@@ -143,6 +143,20 @@ func TestArchiveCommand(t *testing.T) {
 		t.Fatalf("journal line %+v", last)
 	}
 
+	// The journal's chain holds; an edited line breaks the link after it.
+	var jout, jerr bytes.Buffer
+	if code := runArchiveJournal([]string{"-journal", journal}, &jout, &jerr); code != 0 ||
+		!strings.Contains(jout.String(), "OK: "+journal+": 8 lines") {
+		t.Fatalf("journal = %d:\n%s%s", code, jout.String(), jerr.String())
+	}
+	lines[3] = strings.Replace(lines[3], "auditor-1", "auditor-2", 1)
+	os.WriteFile(journal, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	jout.Reset()
+	if code := runArchiveJournal([]string{"-journal", journal}, &jout, &jerr); code != 1 ||
+		!strings.Contains(jout.String(), "PROBLEM "+journal+": line 5:") {
+		t.Fatalf("journal with line 4 edited = %d:\n%s", code, jout.String())
+	}
+
 	code, out = run("verify", "-key", keyPath, "-journal", filepath.Join(dir, "no", "such"),
 		file)
 	if code != 1 || !strings.Contains(out, "-journal") {
