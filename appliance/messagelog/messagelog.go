@@ -572,7 +572,10 @@ var verifyChunk uint64 = 4096
 //
 // TODO: nothing moves the entries after a damaged one out of the live
 // store: the archiver stops at the damaged entry until an operator acts.
-func (l *Log) Verify() (int, error) {
+func (l *Log) Verify() (int, error) { return l.verify(context.Background()) }
+
+// verify is Verify, stopping between chunks when ctx ends.
+func (l *Log) verify(ctx context.Context) (int, error) {
 	st := l.State()
 	prev := st.ArchivedHash
 	want := st.Archived + 1
@@ -591,6 +594,9 @@ func (l *Log) Verify() (int, error) {
 		return nil
 	}
 	for want <= st.Head {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("verifying the message log: %w", err)
+		}
 		to := min(want+verifyChunk-1, st.Head)
 		err := l.Entries(want, to, check)
 		if err == nil && want <= to {
@@ -618,11 +624,19 @@ func (l *Log) Verify() (int, error) {
 }
 
 // VerifyEvery runs Verify at once and then every interval (once only when
-// interval is not positive) until ctx ends, and passes each outcome to
-// report; the caller reports a damaged entry (a *CorruptError) as a fault.
+// interval is not positive) until ctx ends or the log closes, and passes
+// each outcome to report; the caller reports a damaged entry (a
+// *CorruptError) as a fault. A check under way when ctx ends stops there
+// and is not reported.
 func (l *Log) VerifyEvery(ctx context.Context, interval time.Duration,
 	report func(n int, err error)) {
-	report(l.Verify())
+	run := func() {
+		n, err := l.verify(ctx)
+		if ctx.Err() == nil {
+			report(n, err)
+		}
+	}
+	run()
 	if interval <= 0 {
 		return
 	}
@@ -635,7 +649,7 @@ func (l *Log) VerifyEvery(ctx context.Context, interval time.Duration,
 		case <-l.quit:
 			return
 		case <-t.C:
-			report(l.Verify())
+			run()
 		}
 	}
 }

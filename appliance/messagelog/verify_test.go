@@ -3,6 +3,7 @@ package messagelog
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -150,4 +151,7 @@ func BenchmarkVerify100k(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/verify")
 	b.ReportMetric(float64(entries*b.N)/b.Elapsed().Seconds(), "entries/s")
+	if fi, err := os.Stat(path); err == nil {
+		b.ReportMetric(float64(fi.Size())/1e6, "MB-file")
+	}
 }
