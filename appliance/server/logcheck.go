@@ -25,6 +25,9 @@ type logCheck struct {
 // store that was written only through the log's own key and checks has
 // been altered. An error that is not a damaged entry means the store could
 // not be read; it is written to ErrorLog only.
+//
+// TODO: the management API (package manage) does not show the message
+// log's fault; only the status for the monitoring station carries it.
 func (s *Server) logVerified(n int, err error) {
 	var ce *messagelog.CorruptError
 	if err != nil && !errors.As(err, &ce) {
