@@ -678,8 +678,9 @@ func TestVerifyMissingEnds(t *testing.T) {
 		// The next round's head still starts at entry 1: only Prune moves it.
 		w.exchange(t)
 		w.stamp(t)
+		// The archiver notices too.
 		more, err := a.Run(context.Background(), time.Now().Add(time.Minute))
-		if err != nil || len(more) != 1 {
+		if err == nil || !strings.Contains(err.Error(), "entries 1 to 4,") || len(more) != 1 {
 			t.Fatalf("second run: %v, %v", more, err)
 		}
 		opts.Head = filepath.Join(w.dir, HeadName)
@@ -690,11 +691,15 @@ func TestVerifyMissingEnds(t *testing.T) {
 		}
 	})
 	t.Run("newest deleted", func(t *testing.T) {
-		_, _, files, opts := setup(t)
+		_, a, files, opts := setup(t)
 		os.Remove(files[2])
 		r := Verify(files[:2], opts)
 		want(t, r, opts.Head, "entries 9 to 12 are missing")
 		want(t, r, opts.Head, files[1])
+		if _, err := a.Run(context.Background(), time.Now()); err == nil ||
+			!strings.Contains(err.Error(), "entries 9 to 12,") {
+			t.Fatalf("the archiver's next round = %v, want entries 9 to 12 named", err)
+		}
 
 		opts.Head = ""
 		r = Verify(files[:2], opts)

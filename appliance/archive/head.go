@@ -133,7 +133,48 @@ func (a *Archiver) writeHead(pruned []string) error {
 	if err != nil {
 		return fmt.Errorf("archive: signing the archive head: %w", err)
 	}
-	return writeSynced(path, der)
+	if err := writeSynced(path, der); err != nil {
+		return err
+	}
+	return a.checkFiles(first, st.Archived)
+}
+
+// checkFiles returns an error naming the first entries from first to last
+// that no file in a.Dir holds, by the files' names: the server notices a
+// deleted file before any reader does.
+func (a *Archiver) checkFiles(first, last uint64) error {
+	names, err := filepath.Glob(filepath.Join(a.Dir, "qapi-log-*.p7m"))
+	if err != nil {
+		return err
+	}
+	type span struct{ first, last uint64 }
+	var have []span
+	for _, n := range names {
+		if f, l, ok := fileRange(n); ok {
+			have = append(have, span{f, l})
+		}
+	}
+	sort.Slice(have, func(i, j int) bool { return have[i].first < have[j].first })
+	next := first
+	for _, h := range have {
+		if next > last || h.first > next {
+			break
+		}
+		next = max(next, h.last+1)
+	}
+	if next > last {
+		return nil
+	}
+	end := last
+	for _, h := range have {
+		if h.first > next {
+			end = min(end, h.first-1)
+			break
+		}
+	}
+	return fmt.Errorf("archive: no file in %s holds entries %d to %d, which were archived "+
+		"and not pruned: a file was deleted or moved; restore it from a backup and report "+
+		"it", a.Dir, next, end)
 }
 
 // parseHead reads a head without checking who signed it.
