@@ -721,6 +721,17 @@ func TestVerifyMissingEnds(t *testing.T) {
 		if !r.OK() || r.Head.First != 5 {
 			t.Fatalf("after pruning the oldest file: %v %+v", r.Problems, r.Head)
 		}
+
+		// Files pruned before there was a head: the first head starts at
+		// the oldest file there is.
+		os.Remove(opts.Head)
+		os.Remove(files[1])
+		if err := a.writeHead(nil); err != nil {
+			t.Fatal(err)
+		}
+		if r := Verify(files[2:], opts); !r.OK() || r.Head.First != 9 || r.Head.Last != 12 {
+			t.Fatalf("a first head after pruning: %v %+v", r.Problems, r.Head)
+		}
 	})
 	t.Run("forged head", func(t *testing.T) {
 		w, _, files, opts := setup(t)

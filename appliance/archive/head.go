@@ -34,17 +34,19 @@ const HeadName = "qapi-log-head.p7s"
 // -verify -inform DER -in qapi-log-head.p7s -CAfile signing-ca.pem -purpose
 // any` prints it.
 //
-// TODO: an older head signed by the same server, put back in place of the
-// current one, hides the files archived since; nothing compares the head
-// with the live store's archive position or time-stamps it.
+// TODO: an older head signed by the same server put back in place of the
+// current one, or a head deleted with the oldest files, hides those files;
+// nothing compares the head with the live store's archive position or
+// time-stamps it.
 type Head struct {
 	Format string    `json:"format"`
 	Time   time.Time `json:"time"`
 	// Member is the member whose security server keeps the log; its signing
 	// certificate signs the head.
 	Member string `json:"member"`
-	// First is the first entry of the oldest file kept: 1 until Prune
-	// deletes files, then the entry after the last one pruned.
+	// First is the first entry of the oldest file kept: that of the oldest
+	// file in the directory when the first head was written (1 for a new
+	// log), moved past each file Prune deletes.
 	First uint64 `json:"first"`
 	// Last is the last entry archived and LastHash its hash (hex): the
 	// live store's archive position when the head was written. Last is
@@ -78,7 +80,8 @@ func fileRange(name string) (first, last uint64, ok bool) {
 // writeHead signs and writes the archive head of a.Dir: its last entry is
 // the live store's archive position; its first is the previous head's,
 // moved past the files pruned (in order from it). A file deleted by other
-// means does not move it, so that verify keeps naming it missing.
+// means does not move it, so that verify keeps naming it missing, and
+// writeHead returns an error naming it.
 func (a *Archiver) writeHead(pruned []string) error {
 	if a.Head == nil {
 		return nil
@@ -91,7 +94,17 @@ func (a *Archiver) writeHead(pruned []string) error {
 		return fmt.Errorf("archive: the head signer's certificate: %w", err)
 	}
 	path := filepath.Join(a.Dir, HeadName)
-	first := uint64(1)
+	st := a.Log.State()
+	have, err := fileSpans(a.Dir)
+	if err != nil {
+		return err
+	}
+	// A first head starts at the oldest file there is (files pruned before
+	// there was a head are gone), or after the archive position.
+	first := st.Archived + 1
+	if len(have) > 0 {
+		first = min(first, have[0].first)
+	}
 	if der, err := os.ReadFile(path); err == nil {
 		old, err := parseHead(der)
 		if err != nil {
@@ -103,7 +116,6 @@ func (a *Archiver) writeHead(pruned []string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("archive: reading %s: %w", path, err)
 	}
-	type span struct{ first, last uint64 }
 	var gone []span
 	for _, p := range pruned {
 		if f, l, ok := fileRange(p); ok {
@@ -117,7 +129,6 @@ func (a *Archiver) writeHead(pruned []string) error {
 		}
 	}
 
-	st := a.Log.State()
 	now := time.Now
 	if a.Now != nil {
 		now = a.Now
@@ -136,18 +147,24 @@ func (a *Archiver) writeHead(pruned []string) error {
 	if err := writeSynced(path, der); err != nil {
 		return err
 	}
-	return a.checkFiles(first, st.Archived)
+	if len(pruned) > 0 {
+		if have, err = fileSpans(a.Dir); err != nil {
+			return err
+		}
+	}
+	return checkFiles(a.Dir, have, first, st.Archived)
 }
 
-// checkFiles returns an error naming the first entries from first to last
-// that no file in a.Dir holds, by the files' names: the server notices a
-// deleted file before any reader does.
-func (a *Archiver) checkFiles(first, last uint64) error {
-	names, err := filepath.Glob(filepath.Join(a.Dir, "qapi-log-*.p7m"))
+// span is the entries first to last of one archive file.
+type span struct{ first, last uint64 }
+
+// fileSpans returns the entries the archive files in dir hold by their
+// names, in order.
+func fileSpans(dir string) ([]span, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "qapi-log-*.p7m"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	type span struct{ first, last uint64 }
 	var have []span
 	for _, n := range names {
 		if f, l, ok := fileRange(n); ok {
@@ -155,6 +172,13 @@ func (a *Archiver) checkFiles(first, last uint64) error {
 		}
 	}
 	sort.Slice(have, func(i, j int) bool { return have[i].first < have[j].first })
+	return have, nil
+}
+
+// checkFiles returns an error naming the first entries from first to last
+// that none of the files of dir (have) holds: the server notices a deleted
+// file before any reader does.
+func checkFiles(dir string, have []span, first, last uint64) error {
 	next := first
 	for _, h := range have {
 		if next > last || h.first > next {
@@ -174,7 +198,7 @@ func (a *Archiver) checkFiles(first, last uint64) error {
 	}
 	return fmt.Errorf("archive: no file in %s holds entries %d to %d, which were archived "+
 		"and not pruned: a file was deleted or moved; restore it from a backup and report "+
-		"it", a.Dir, next, end)
+		"it", dir, next, end)
 }
 
 // parseHead reads a head without checking who signed it.
