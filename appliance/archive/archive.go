@@ -17,7 +17,9 @@
 //
 // The hash chain of the message log runs through the files: each manifest
 // records the hash of the entry before its first, which is the last hash of
-// the file before it.
+// the file before it. The archive head (Head, qapi-log-head.p7s), signed by
+// the security server, records where the kept files start and end, so that
+// a missing oldest or newest file is found too.
 //
 // # Procedure
 //
@@ -25,7 +27,8 @@
 // store only after their file is written, synced, read back, decrypted and
 // verified. Policy fixes what is kept of which service and how long files
 // are kept (3.8.4). Verify is what a reader runs; `qapi archive verify`
-// wraps it.
+// wraps it. RecordAccess keeps the hash-chained journal of who read what,
+// and VerifyJournal checks its chain.
 package archive
 
 import (
