@@ -183,6 +183,9 @@ func Evaluate(r *Report, th Thresholds) []Alert {
 		add(Warning, "globalconf_age", "4.1.2.3", "global configuration is %v old",
 			r.Time.Sub(srv.GlobalConfIssued).Round(time.Second))
 	}
+	if srv.MessageLogFault != "" {
+		add(Critical, "message_log_damaged", "2.2.2", "%s", srv.MessageLogFault)
+	}
 	if srv.TimestampLag > th.TimestampLag {
 		add(Warning, "timestamp_lag", "6.3", "oldest unstamped log record waited %v",
 			srv.TimestampLag.Round(time.Second))

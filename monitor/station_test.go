@@ -128,7 +128,8 @@ func TestMetricsAndPage(t *testing.T) {
 	st.ingest(&events.Message{Type: events.TypeStatus, Status: &events.Status{
 		Certificates:     []events.CertStatus{{Purpose: "signing", NotAfter: now.Add(72 * time.Hour)}},
 		GlobalConfSerial: 9, GlobalConfIssued: now.Add(-2 * time.Hour),
-		GlobalConfExpires: now.Add(-time.Hour)}})
+		GlobalConfExpires: now.Add(-time.Hour),
+		MessageLogFault:   "message log damaged: /perm/messagelog.db: entry 3: bad seal"}})
 
 	srv := httptest.NewServer(st.Handler())
 	defer srv.Close()
@@ -153,6 +154,7 @@ func TestMetricsAndPage(t *testing.T) {
 		`qapi_processing_seconds_bucket{role="client",client="AZ/GOV/1001/REG",` +
 			`service="AZ/GOV/2001/POP/getPerson/v1",le="0.01"} 10`,
 		`qapi_alert{name="globalconf_expired",severity="critical"} 1`,
+		`qapi_alert{name="message_log_damaged",severity="critical"} 1`,
 		`qapi_alert{name="certificate_expiry",severity="warning"} 1`,
 		`qapi_globalconf_expires_in_seconds -`,
 	} {

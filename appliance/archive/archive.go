@@ -17,7 +17,9 @@
 //
 // The hash chain of the message log runs through the files: each manifest
 // records the hash of the entry before its first, which is the last hash of
-// the file before it.
+// the file before it. The archive head (Head, qapi-log-head.p7s), signed by
+// the security server, records where the kept files start and end, so that
+// a missing oldest or newest file is found too.
 //
 // # Procedure
 //
@@ -25,7 +27,8 @@
 // store only after their file is written, synced, read back, decrypted and
 // verified. Policy fixes what is kept of which service and how long files
 // are kept (3.8.4). Verify is what a reader runs; `qapi archive verify`
-// wraps it.
+// wraps it. RecordAccess keeps the hash-chained journal of who read what,
+// and VerifyJournal checks its chain.
 package archive
 
 import (
@@ -92,6 +95,10 @@ type Archiver struct {
 	// TSARoots check the tokens when a written file is read back; nil
 	// checks their signatures but not who made them.
 	TSARoots *x509.CertPool
+	// Head, when set, signs the archive head (HeadName in Dir) that Run
+	// and Every rewrite after each round, so that a reader can tell a
+	// missing oldest or newest file.
+	Head *HeadSigner
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
 }
@@ -100,7 +107,17 @@ type Archiver struct {
 // RequireStamps: those covered by a stamp taken before it) and returns the
 // files written. It stops at the first error; entries of files not yet
 // verified stay in the live store, and a later Run picks them up again.
+// With Head set it then rewrites the archive head, even when it wrote no
+// file, so that the head's time says how fresh it is.
 func (a *Archiver) Run(ctx context.Context, before time.Time) ([]string, error) {
+	files, err := a.run(ctx, before)
+	if herr := a.writeHead(nil); herr != nil {
+		err = errors.Join(err, herr)
+	}
+	return files, err
+}
+
+func (a *Archiver) run(ctx context.Context, before time.Time) ([]string, error) {
 	if len(a.Readers) == 0 {
 		return nil, errors.New("archive: no readers: name the persons who may read the " +
 			"message log archives (clause 3.8.4)")
@@ -367,7 +384,8 @@ func Prune(dir string, retention time.Duration, now time.Time) ([]string, error)
 // Every archives by period until ctx ends: at the start of each period it
 // runs Run for the entries before that start (now truncated to period, so
 // a daily period archives the day before), then Prune with
-// Policy.Retention. report receives each round's files written, files
+// Policy.Retention, and rewrites the archive head past the files pruned.
+// report receives each round's files written, files
 // pruned and error; the caller logs them. A failed round is retried at the
 // next tick.
 func (a *Archiver) Every(ctx context.Context, period time.Duration,
@@ -389,6 +407,9 @@ func (a *Archiver) Every(ctx context.Context, period time.Duration,
 		var pruned []string
 		if err == nil {
 			pruned, err = Prune(a.Dir, a.Policy.Retention, now())
+			if len(pruned) > 0 {
+				err = errors.Join(err, a.writeHead(pruned))
+			}
 		}
 		report(written, pruned, err)
 	}

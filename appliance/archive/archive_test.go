@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qapi-az/qapi/appliance/cms"
 	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/appliance/messagelog"
 	"github.com/qapi-az/qapi/appliance/sign"
@@ -627,4 +628,124 @@ func TestRunKeepsEntriesUntilVerified(t *testing.T) {
 	if r := Verify(files, w.verifyOptions(0)); !r.OK() || r.Files[0].Messages != 4 {
 		t.Fatalf("the file written after the faults: %+v %v", r.Files, r.Problems)
 	}
+}
+
+// TestVerifyMissingEnds: with the archive head, verify names the entries of
+// a deleted oldest or newest file; without it, a deleted oldest file is
+// still found (the chain must start at entry 1) and the unknown end is
+// noted. A head rewritten after a deletion that was no pruning still names
+// the deleted file.
+func TestVerifyMissingEnds(t *testing.T) {
+	setup := func(t *testing.T) (*world, *Archiver, []string, VerifyOptions) {
+		w := newWorld(t)
+		for i := range 6 {
+			w.exchange(t)
+			if i%2 == 1 {
+				w.stamp(t) // files 1-4, 5-8, 9-12
+			}
+		}
+		a := w.archiver(4)
+		a.Head = &HeadSigner{Key: w.cSigner.Key, Chain: []*x509.Certificate{w.cSigner.Cert}}
+		files, err := a.Run(context.Background(), time.Now().Add(time.Minute))
+		if err != nil || len(files) != 3 {
+			t.Fatalf("Run: %v, %v", files, err)
+		}
+		opts := w.verifyOptions(0)
+		opts.Head = filepath.Join(w.dir, HeadName)
+		if r := Verify(files, opts); !r.OK() || r.Head == nil || r.Head.First != 1 ||
+			r.Head.Last != 12 || len(r.Notes) != 0 {
+			t.Fatalf("intact archives: %v %+v %v", r.Problems, r.Head, r.Notes)
+		}
+		return w, a, files, opts
+	}
+	want := func(t *testing.T, r *Report, file, contain string) {
+		t.Helper()
+		for _, p := range r.Problems {
+			if p.File == file && strings.Contains(p.What, contain) {
+				return
+			}
+		}
+		t.Fatalf("no problem of %s containing %q; got %v", file, contain, r.Problems)
+	}
+
+	t.Run("oldest deleted", func(t *testing.T) {
+		w, a, files, opts := setup(t)
+		os.Remove(files[0])
+		want(t, Verify(files[1:], opts), files[1], "entries 1 to 4 are missing")
+		opts.Head = ""
+		want(t, Verify(files[1:], opts), files[1], "entries 1 to 4 are missing")
+
+		// The next round's head still starts at entry 1: only Prune moves it.
+		w.exchange(t)
+		w.stamp(t)
+		// The archiver notices too.
+		more, err := a.Run(context.Background(), time.Now().Add(time.Minute))
+		if err == nil || !strings.Contains(err.Error(), "entries 1 to 4,") || len(more) != 1 {
+			t.Fatalf("second run: %v, %v", more, err)
+		}
+		opts.Head = filepath.Join(w.dir, HeadName)
+		r := Verify(append(files[1:], more...), opts)
+		want(t, r, files[1], "entries 1 to 4 are missing")
+		if r.Head.Last != 14 {
+			t.Fatalf("head after the second run: %+v", r.Head)
+		}
+	})
+	t.Run("newest deleted", func(t *testing.T) {
+		_, a, files, opts := setup(t)
+		os.Remove(files[2])
+		r := Verify(files[:2], opts)
+		want(t, r, opts.Head, "entries 9 to 12 are missing")
+		want(t, r, opts.Head, files[1])
+		if _, err := a.Run(context.Background(), time.Now()); err == nil ||
+			!strings.Contains(err.Error(), "entries 9 to 12,") {
+			t.Fatalf("the archiver's next round = %v, want entries 9 to 12 named", err)
+		}
+
+		opts.Head = ""
+		r = Verify(files[:2], opts)
+		if !r.OK() || len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "no archive head") {
+			t.Fatalf("without the head: %v %v", r.Problems, r.Notes)
+		}
+		opts.Partial = true
+		if r := Verify(files[1:2], opts); !r.OK() || len(r.Notes) != 0 {
+			t.Fatalf("a partial check of the middle file: %v %v", r.Problems, r.Notes)
+		}
+	})
+	t.Run("pruned", func(t *testing.T) {
+		_, a, files, opts := setup(t)
+		os.Remove(files[0])
+		if err := a.writeHead(files[:1]); err != nil {
+			t.Fatal(err)
+		}
+		r := Verify(files[1:], opts)
+		if !r.OK() || r.Head.First != 5 {
+			t.Fatalf("after pruning the oldest file: %v %+v", r.Problems, r.Head)
+		}
+
+		// Files pruned before there was a head: the first head starts at
+		// the oldest file there is.
+		os.Remove(opts.Head)
+		os.Remove(files[1])
+		if err := a.writeHead(nil); err != nil {
+			t.Fatal(err)
+		}
+		if r := Verify(files[2:], opts); !r.OK() || r.Head.First != 9 || r.Head.Last != 12 {
+			t.Fatalf("a first head after pruning: %v %+v", r.Problems, r.Head)
+		}
+	})
+	t.Run("forged head", func(t *testing.T) {
+		w, _, files, opts := setup(t)
+		// A head signed by another member, claiming the archives end at 8.
+		os.Remove(files[2])
+		b, _ := os.ReadFile(opts.Head)
+		h, _ := parseHead(b)
+		h.Last, h.Member = 8, w.client.Member().String()
+		content, _ := json.Marshal(h)
+		der, err := cms.Sign(content, w.pSigner.Key, w.pSigner.Cert, cms.SignOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(opts.Head, der, 0o600)
+		want(t, Verify(files[:2], opts), opts.Head, "not by the signing certificate of member")
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/qapi-az/qapi/appliance/cms"
 	"github.com/qapi-az/qapi/appliance/ident"
@@ -52,6 +53,10 @@ type FileReport struct {
 type Report struct {
 	Files    []FileReport
 	Problems []Problem
+	// Head is the archive head compared with, nil without one.
+	Head *Head
+	// Notes say which checks could not be made.
+	Notes []string
 }
 
 // OK reports whether no problem was found.
@@ -71,6 +76,14 @@ type VerifyOptions struct {
 	TSARoots *x509.CertPool
 	// RequireStamps makes an entry no stamp covers a problem.
 	RequireStamps bool
+	// Head is the archive head file (HeadName) to compare the files with:
+	// the oldest must start where it says the archives start, the newest
+	// end where it says they end. Its signer is checked with SignRoots.
+	Head string
+	// Partial checks only the files given: it does not require them to
+	// start at the log's first entry, and with no Head nothing is said of
+	// files before or after them.
+	Partial bool
 }
 
 // Open decrypts an archive file with a reader's key and parses its
@@ -96,9 +109,11 @@ func Open(path string, key *ecdsa.PrivateKey) (*Contents, []byte, error) {
 // and that the files continue one chain without gaps. It reports every
 // problem by file and entry and goes on; it never skips an entry silently.
 //
-// TODO: Verify cannot tell that files before the first or after the last
-// one given are missing (a deleted newest file goes unnoticed) without the
-// live store's archive position to compare with.
+// The files must reach back to the log's first entry, or with a Head to
+// where the head says the kept archives start, and with a Head forward to
+// its last entry: a missing oldest or newest file is a problem naming the
+// entries missing. Without a Head, a missing newest file cannot be told:
+// Report.Notes says so.
 func Verify(paths []string, opts VerifyOptions) *Report {
 	r := &Report{}
 	type opened struct {
@@ -145,7 +160,69 @@ func Verify(paths []string, opts VerifyOptions) *Report {
 					"last hash", before.path)})
 		}
 	}
+	ends := make([]fileEnds, len(ok))
+	for i, f := range ok {
+		ends[i] = fileEnds{f.path, f.m.First, f.m.Last, f.m.LastHash}
+	}
+	r.checkEnds(ends, opts)
 	return r
+}
+
+// fileEnds is where one file of the chain starts and ends.
+type fileEnds struct {
+	path        string
+	first, last uint64
+	lastHash    string
+}
+
+// checkEnds compares the oldest and newest of the files (sorted, all that
+// could be opened) with the log's first entry or the archive head.
+func (r *Report) checkEnds(files []fileEnds, opts VerifyOptions) {
+	start := uint64(1)
+	if opts.Head != "" {
+		h, signer, err := ReadHead(opts.Head, opts.SignRoots)
+		if err != nil {
+			r.Problems = append(r.Problems, Problem{File: opts.Head, What: "the archive head " +
+				"cannot be read: " + strings.TrimPrefix(err.Error(), opts.Head+": ")})
+			return
+		}
+		r.Head = h
+		start = h.First
+		if opts.SignRoots == nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("the archive head is signed by %q; without "+
+				"-sign-roots its certificate was not checked", signer.Subject.SerialNumber))
+		}
+		if len(files) == 0 {
+			return
+		}
+		newest := files[len(files)-1]
+		switch {
+		case newest.last < h.Last:
+			r.Problems = append(r.Problems, Problem{File: opts.Head, What: fmt.Sprintf(
+				"entries %d to %d are missing: the archive head of %s says the archives "+
+					"end at entry %d, and the newest file given, %s, ends at entry %d",
+				newest.last+1, h.Last, h.Time.Format(time.RFC3339), h.Last, newest.path,
+				newest.last)})
+		case newest.last == h.Last && newest.lastHash != h.LastHash:
+			r.Problems = append(r.Problems, Problem{File: newest.path, Seq: h.Last,
+				What: "the last hash differs from the one the archive head records"})
+		}
+	} else if !opts.Partial {
+		r.Notes = append(r.Notes, "no archive head: whether files after the newest one "+
+			"given are missing cannot be told")
+	}
+	if len(files) == 0 || opts.Partial && opts.Head == "" {
+		return
+	}
+	if oldest := files[0]; oldest.first > start {
+		what := fmt.Sprintf("entries %d to %d are missing before this file: the archives "+
+			"start at entry %d", start, oldest.first-1, start)
+		if opts.Head == "" {
+			what += " (the log's first entry; give the archive head if older files were " +
+				"pruned)"
+		}
+		r.Problems = append(r.Problems, Problem{File: oldest.path, What: what})
+	}
 }
 
 type checkOptions struct {

@@ -62,6 +62,9 @@ type Status struct {
 	// TimestampLag is how long the oldest record not yet time-stamped has
 	// waited; zero when all are stamped.
 	TimestampLag time.Duration `json:"timestampLag,omitempty"`
+	// MessageLogFault names the damaged entry the last check of the live
+	// message log found, and why (2.2.2, 6.3); empty when it verified.
+	MessageLogFault string `json:"messageLogFault,omitempty"`
 	// Links are the network interfaces (5.5).
 	Links []LinkStatus `json:"links,omitempty"`
 }

@@ -558,19 +558,34 @@ func (l *Log) decode(k, v []byte) (*Entry, error) {
 	return e, nil
 }
 
+// verifyChunk is how many entries Verify reads in one read transaction;
+// tests lower it.
+var verifyChunk uint64 = 4096
+
 // Verify decrypts every entry of the live store and checks the chain from
-// the last archived entry to the head. It returns the number of entries
-// checked, and a *CorruptError naming the first entry that fails.
+// the last archived entry to the head as it was when Verify began. It
+// returns the number of entries checked, and a *CorruptError naming the
+// first entry that fails (missing, not decrypting, not parsing, or not
+// linking to the one before); any other error means the store could not be
+// read, not that it is damaged.
 //
-// TODO: nothing runs Verify at start or on a schedule; a damaged entry of
-// the live store is found only when the archiver reaches it, and archiving
-// then stops at that entry until an operator acts.
-func (l *Log) Verify() (int, error) {
+// Verify may run while the log is in use. It reads the entries in chunks,
+// each in a read transaction of its own, so that it never holds the file
+// for long; entries the archiver removes meanwhile, which it verified
+// before removing them (3.8.4), are passed over from the new archive
+// position on.
+//
+// TODO: nothing moves the entries after a damaged one out of the live
+// store: the archiver stops at the damaged entry until an operator acts.
+func (l *Log) Verify() (int, error) { return l.verify(context.Background()) }
+
+// verify is Verify, stopping between chunks when ctx ends.
+func (l *Log) verify(ctx context.Context) (int, error) {
 	st := l.State()
 	prev := st.ArchivedHash
 	want := st.Archived + 1
 	n := 0
-	err := l.Entries(want, 0, func(e *Entry) error {
+	check := func(e *Entry) error {
 		if e.Seq != want {
 			return &CorruptError{Where: l.opts.Path, Seq: want, Reason: "entry missing"}
 		}
@@ -582,17 +597,64 @@ func (l *Log) Verify() (int, error) {
 		want++
 		n++
 		return nil
-	})
-	if err != nil {
-		return n, err
 	}
-	if want-1 != st.Head {
-		return n, &CorruptError{Where: l.opts.Path, Seq: want,
-			Reason: fmt.Sprintf("entries end before the head %d", st.Head)}
+	for want <= st.Head {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("verifying the message log: %w", err)
+		}
+		to := min(want+verifyChunk-1, st.Head)
+		err := l.Entries(want, to, check)
+		if err == nil && want <= to {
+			err = &CorruptError{Where: l.opts.Path, Seq: want,
+				Reason: fmt.Sprintf("entries end before the head %d", st.Head)}
+		}
+		if err != nil {
+			var ce *CorruptError
+			if now := l.State(); errors.As(err, &ce) && now.Archived >= want {
+				// Archived meanwhile: go on from where the archive ends.
+				prev, want = now.ArchivedHash, now.Archived+1
+				continue
+			}
+			return n, err
+		}
+	}
+	if want-1 > st.Head {
+		return n, nil // archived past the head Verify began with
 	}
 	if !bytes.Equal(prev[:], st.HeadHash[:]) {
 		return n, &CorruptError{Where: l.opts.Path, Seq: st.Head,
 			Reason: "the last entry's hash does not match the stored chain head"}
 	}
 	return n, nil
+}
+
+// VerifyEvery runs Verify at once and then every interval (once only when
+// interval is not positive) until ctx ends or the log closes, and passes
+// each outcome to report; the caller reports a damaged entry (a
+// *CorruptError) as a fault. A check under way when ctx ends stops there
+// and is not reported.
+func (l *Log) VerifyEvery(ctx context.Context, interval time.Duration,
+	report func(n int, err error)) {
+	run := func() {
+		n, err := l.verify(ctx)
+		if ctx.Err() == nil {
+			report(n, err)
+		}
+	}
+	run()
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.quit:
+			return
+		case <-t.C:
+			run()
+		}
+	}
 }

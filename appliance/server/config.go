@@ -39,6 +39,9 @@ type Config struct {
 	// of access rights and seen message ids.
 	MessageLog string `json:"messageLog"`
 	ConfigDB   string `json:"configDB"`
+	// MessageLogVerify is how often the live message log is verified
+	// again after the check at start ("24h").
+	MessageLogVerify Duration `json:"messageLogVerify,omitempty"`
 
 	// Services are the provider's information systems.
 	Services []ServiceConfig `json:"services,omitempty"`
@@ -446,10 +449,11 @@ const (
 	DefaultArchivePeriod  = 24 * time.Hour
 	DefaultIncidentQueue  = 256
 	DefaultStatusInterval = 10 * time.Second
+	DefaultLogVerify      = 24 * time.Hour
 )
 
-// checkAdded fills in and checks keyStore, tpm, ocsp, timestamps, archive,
-// incidents and manage.
+// checkAdded fills in and checks keyStore, tpm, ocsp, timestamps,
+// messageLogVerify, archive, incidents and manage.
 func (c *Config) checkAdded() error {
 	if c.KeyStore == "" {
 		c.KeyStore = KeyStoreTPM
@@ -487,6 +491,12 @@ func (c *Config) checkAdded() error {
 	}
 	if c.Timestamps.Interval < 0 || c.Timestamps.Grace < 0 {
 		return errors.New("timestamps.interval and grace must not be negative")
+	}
+	if c.MessageLogVerify == 0 {
+		c.MessageLogVerify = Duration(DefaultLogVerify)
+	}
+	if c.MessageLogVerify < 0 {
+		return errors.New("messageLogVerify must not be negative")
 	}
 	if c.Incidents.Queue == 0 {
 		c.Incidents.Queue = DefaultIncidentQueue

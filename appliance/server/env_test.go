@@ -100,6 +100,9 @@ type node struct {
 	auth   *testpki.Cert
 	sign   *testpki.Cert
 	dir    string
+	// cfg and opts made srv, to start it again.
+	cfg  *server.Config
+	opts server.Options
 }
 
 // env is two security servers, a client's and a provider's, the sample
@@ -194,6 +197,7 @@ func newNode(t testing.TB, e *env, member ident.Client, code string, clients []i
 	if e.editOptions != nil {
 		e.editOptions(&opts)
 	}
+	n.cfg, n.opts = loaded, opts
 	n.srv = must[*server.Server](t)(server.New(loaded, opts))
 	if err := n.srv.Start(); err != nil {
 		t.Fatal(err)

@@ -99,6 +99,7 @@ type Server struct {
 	bg                 sync.WaitGroup
 	db                 *bolt.DB
 	log                *messagelog.Log
+	logCheck           logCheck
 	acl                *acl.Store
 	replay             *replay.Store
 	client             *proxy.ClientProxy
@@ -249,6 +250,7 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 		if s.archive, err = s.archiver(); err != nil {
 			return nil, err
 		}
+		s.archive.Head = &archive.HeadSigner{Key: signKey, Chain: signChain}
 	}
 	pc := proxy.Config{
 		Clients: clients,
@@ -517,6 +519,11 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go s.watchGlobalConf()
 	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.log.VerifyEvery(s.bgCtx, time.Duration(s.cfg.MessageLogVerify), s.logVerified)
+	}()
 	if s.archive != nil {
 		report := s.opts.Archived
 		if report == nil {

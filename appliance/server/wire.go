@@ -279,7 +279,8 @@ func (s *Server) archiver() (*archive.Archiver, error) {
 
 // Status returns what the local monitoring station shows of the server
 // (2.6): its certificates' expiry, the global configuration in use, how
-// long the oldest record has waited for a time stamp, and the network
+// long the oldest record has waited for a time stamp, a damaged entry of
+// the message log, and the network
 // links when a netconfig file is configured. It holds no message data
 // (2.7).
 func (s *Server) Status() events.Status {
@@ -296,6 +297,7 @@ func (s *Server) Status() events.Status {
 		st.GlobalConfIssued, st.GlobalConfExpires = conf.Issued, conf.Expires
 	}
 	st.TimestampLag = s.timestampLag(st.Time)
+	st.MessageLogFault = s.MessageLogFault()
 	st.Links = s.links()
 	return st
 }

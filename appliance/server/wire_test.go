@@ -341,8 +341,14 @@ func TestArchiveEveryPeriod(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no archive file written")
 	}
+	// The archive head, signed by the server, says where the archives end.
+	headPath := filepath.Join(archDir, archive.HeadName)
+	eventually(t, "the archive head", func() bool {
+		h, _, err := archive.ReadHead(headPath, nil)
+		return err == nil && h.Last >= head
+	})
 	rep := archive.Verify(files, archive.VerifyOptions{Key: reader.Key,
-		TSARoots: tsa.roots, RequireStamps: true})
+		TSARoots: tsa.roots, RequireStamps: true, Head: headPath})
 	if !rep.OK() {
 		t.Fatalf("archive does not verify: %+v", rep.Problems)
 	}

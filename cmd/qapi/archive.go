@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/ecdsa"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,19 +28,27 @@ func init() {
 }
 
 const archiveUsage = `usage:
-  qapi archive verify -key reader.pem [-sign-roots ca.pem] [-tsa-roots tsa.pem] FILE...
+  qapi archive verify -key reader.pem [-sign-roots ca.pem] [-tsa-roots tsa.pem]
+      [-head qapi-log-head.p7s | -partial] FILE...
   qapi archive export -key reader.pem -out DIR FILE
+  qapi archive journal [-journal FILE]
 
 verify decrypts each archive with the reader's key and checks every entry's
 hash and chain link, every message signature and every time stamp, and that
-the files continue one chain. It prints each problem by file and entry and
-exits 1 when there is any.
+the files continue one chain from the log's first entry, or from where the
+archive head says the kept archives start, to the head's last entry. The
+head is the signed qapi-log-head.p7s next to the first file unless -head
+names another. It prints each problem by file and entry and exits 1 when
+there is any. -partial checks only the files given.
 
 export verifies one file and writes its members (manifest.json, entries/,
 timestamps/) under DIR.
 
 Both record who read what, and when, in the access journal (-journal)
-before opening any file, and refuse to read when it cannot be written.`
+before opening any file, and refuse to read when it cannot be written.
+
+journal checks that chain of the access journal, each line linked to the
+one before by its hash, and names the first line that breaks it.`
 
 func runArchive(args []string) int {
 	if len(args) == 0 {
@@ -49,6 +58,8 @@ func runArchive(args []string) int {
 	switch args[0] {
 	case "verify", "export":
 		return runArchiveRead(args[0], args[1:], os.Stdout, os.Stderr)
+	case "journal":
+		return runArchiveJournal(args[1:], os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintln(os.Stderr, archiveUsage)
 		return 2
@@ -68,6 +79,10 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 		"access journal `file` that records this reading")
 	who := fs.String("who", defaultWho(), "the `name` of the person reading, for the journal")
 	out := fs.String("out", "", "export: the `directory` to write the members to")
+	head := fs.String("head", "", "the archive head `file` to compare the files with "+
+		"(default: "+archive.HeadName+" next to the first file, when there is one)")
+	partial := fs.Bool("partial", false, "check only the files given, not that they "+
+		"reach from the first archived entry to the last")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -84,7 +99,7 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail(err)
 	}
-	opts := archive.VerifyOptions{Key: key, RequireStamps: *requireStamps}
+	opts := archive.VerifyOptions{Key: key, RequireStamps: *requireStamps, Partial: *partial}
 	if *signRoots != "" {
 		if opts.SignRoots, err = archive.LoadCertPool(*signRoots); err != nil {
 			return fail(err)
@@ -99,6 +114,19 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 	for i, f := range files {
 		if abs[i], err = filepath.Abs(f); err != nil {
 			return fail(err)
+		}
+	}
+	if action == "verify" {
+		opts.Head = *head
+		if h := filepath.Join(filepath.Dir(abs[0]), archive.HeadName); opts.Head == "" &&
+			!*partial && exists(h) {
+			opts.Head = h
+		}
+		if opts.Head != "" {
+			if opts.Head, err = filepath.Abs(opts.Head); err != nil {
+				return fail(err)
+			}
+			abs = append(abs, opts.Head)
 		}
 	}
 
@@ -117,11 +145,19 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
+	if action == "export" {
+		// One file is exported; what lies before or after it is not asked.
+		opts.Partial = true
+	}
 	r := archive.Verify(files, opts)
 	for _, f := range r.Files {
 		fmt.Fprintf(stdout, "%s: entries %d-%d: %d messages, %d metadata only, %d links, "+
 			"%d time stamps, %d unstamped\n", f.File, f.First, f.Last, f.Messages, f.Metadata,
 			f.Links, f.Stamps, f.Unstamped)
+	}
+	if h := r.Head; h != nil {
+		fmt.Fprintf(stdout, "%s: archive head of %s by %s: archives from entry %d to %d\n",
+			opts.Head, h.Time.Format(time.RFC3339), h.Member, h.First, h.Last)
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(stdout, "PROBLEM %s\n", p)
@@ -134,7 +170,7 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 	}
 	// Without roots a forger holding a reader's key could re-sign the
 	// whole archive with keys of his own: say so rather than claim proof.
-	limits := rootNotes(opts)
+	limits := append(rootNotes(opts), r.Notes...)
 	for _, n := range limits {
 		fmt.Fprintf(stdout, "NOTE %s\n", n)
 	}
@@ -151,6 +187,38 @@ func runArchiveRead(action string, args []string, stdout, stderr io.Writer) int 
 			"verified, within the limits noted")
 	}
 	finish("ok")
+	return 0
+}
+
+// runArchiveJournal checks the chain of the access journal.
+func runArchiveJournal(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qapi archive journal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	journal := fs.String("journal", envOr("QAPI_ACCESS_JOURNAL", defaultJournal),
+		"the access journal `file` to check")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, archiveUsage)
+		return 2
+	}
+	n, err := archive.VerifyJournal(*journal)
+	var je *archive.JournalError
+	if errors.As(err, &je) {
+		fmt.Fprintf(stdout, "PROBLEM %s\n", je)
+		fmt.Fprintf(stderr, "qapi archive journal: the chain breaks at line %d after %d "+
+			"intact lines; the journal was altered there or before: keep a copy as "+
+			"evidence and report it as a security incident\n", je.Line, n)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "qapi archive journal: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: %s: %d lines, each linked to the one before\n", *journal, n)
+	fmt.Fprintln(stdout, "NOTE lines cut from the end, or a journal rewritten whole, "+
+		"cannot be told")
 	return 0
 }
 
@@ -201,6 +269,11 @@ func export(file string, key *ecdsa.PrivateKey, dir string) error {
 			return err
 		}
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func envOr(name, def string) string {

@@ -21,9 +21,9 @@ import (
 )
 
 // makeArchive logs three signed requests, archives them without time
-// stamps, and returns the file, the reader's key file and the signing CA
-// file.
-func makeArchive(t *testing.T, dir string) (file, keyPath, caPath string) {
+// stamps in two files (1-2 and 3) with an archive head, and returns the
+// files, the reader's key file and the signing CA file.
+func makeArchive(t *testing.T, dir string) (files []string, keyPath, caPath string) {
 	t.Helper()
 	ca, err := testpki.NewCA("qapi archive test")
 	if err != nil {
@@ -46,6 +46,8 @@ func makeArchive(t *testing.T, dir string) (file, keyPath, caPath string) {
 	}
 	defer l.Close()
 	s := &sign.Signer{Key: sc.Key, Cert: sc.Cert}
+	a := &archive.Archiver{Log: l, Dir: dir, Readers: []*x509.Certificate{rc.Cert},
+		Head: &archive.HeadSigner{Key: sc.Key, Chain: []*x509.Certificate{sc.Cert}}}
 	for i := range 3 {
 		body, ct, err := s.Sign([]byte("<Envelope>"+strings.Repeat("x", i)+"</Envelope>"),
 			time.Now())
@@ -58,11 +60,14 @@ func makeArchive(t *testing.T, dir string) (file, keyPath, caPath string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	a := &archive.Archiver{Log: l, Dir: dir, Readers: []*x509.Certificate{rc.Cert}}
-	files, err := a.Run(context.Background(), time.Now().Add(time.Minute))
-	if err != nil || len(files) != 1 {
-		t.Fatalf("archiving: %v %v", files, err)
+		if i == 0 {
+			continue
+		}
+		more, err := a.Run(context.Background(), time.Now().Add(time.Minute))
+		if err != nil || len(more) != 1 {
+			t.Fatalf("archiving: %v %v", more, err)
+		}
+		files = append(files, more...)
 	}
 	k, _ := x509.MarshalPKCS8PrivateKey(rc.Key)
 	keyPath = filepath.Join(dir, "reader.pem")
@@ -70,7 +75,7 @@ func makeArchive(t *testing.T, dir string) (file, keyPath, caPath string) {
 	caPath = filepath.Join(dir, "ca.pem")
 	os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
 		Bytes: ca.Cert.Raw}), 0o600)
-	return files[0], keyPath, caPath
+	return files, keyPath, caPath
 }
 
 // TestArchiveCommand: verify accepts an intact archive and names a damaged
@@ -78,7 +83,8 @@ func makeArchive(t *testing.T, dir string) (file, keyPath, caPath string) {
 // writes the members.
 func TestArchiveCommand(t *testing.T) {
 	dir := t.TempDir()
-	file, keyPath, caPath := makeArchive(t, dir)
+	files, keyPath, caPath := makeArchive(t, dir)
+	file := files[0]
 	journal := filepath.Join(dir, "access.log")
 	run := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
@@ -89,8 +95,9 @@ func TestArchiveCommand(t *testing.T) {
 		"-require-stamps=false"}
 
 	code, out := run(append(append([]string{"verify"}, base...), "-sign-roots", caPath,
-		file)...)
-	if code != 0 || !strings.Contains(out, "3 messages") {
+		files[0], files[1])...)
+	if code != 0 || !strings.Contains(out, "2 messages") ||
+		!strings.Contains(out, "archives from entry 1 to 3") {
 		t.Fatalf("verify = %d:\n%s", code, out)
 	}
 	// What was not checked for lack of roots is said, not passed over.
@@ -107,6 +114,14 @@ func TestArchiveCommand(t *testing.T) {
 		t.Fatalf("export wrote no message: %v", err)
 	}
 
+	// The head, found next to the files, says entries 1 to 3 are archived:
+	// without the newest file, entry 3 is missing.
+	code, out = run(append(append([]string{"verify"}, base...), file)...)
+	if code != 1 || !strings.Contains(out, "PROBLEM "+filepath.Join(dir, archive.HeadName)) ||
+		!strings.Contains(out, "entries 3 to 3 are missing") {
+		t.Fatalf("verify without the newest file = %d:\n%s", code, out)
+	}
+
 	b, _ := os.ReadFile(file)
 	b[len(b)-20] ^= 1
 	os.WriteFile(file, b, 0o600)
@@ -116,16 +131,30 @@ func TestArchiveCommand(t *testing.T) {
 	}
 
 	lines := strings.Split(strings.TrimSpace(readFile(t, journal)), "\n")
-	if len(lines) != 6 {
-		t.Fatalf("journal has %d lines, want 6 (start and end of three readings)", len(lines))
+	if len(lines) != 8 {
+		t.Fatalf("journal has %d lines, want 8 (start and end of four readings)", len(lines))
 	}
 	var last archive.Access
-	if err := json.Unmarshal([]byte(lines[5]), &last); err != nil {
+	if err := json.Unmarshal([]byte(lines[7]), &last); err != nil {
 		t.Fatal(err)
 	}
 	if last.Who != "auditor-1" || last.Action != "verify" || !strings.HasPrefix(last.Key,
-		"sha256:") || len(last.Files) != 1 || !strings.Contains(last.Outcome, "problem") {
+		"sha256:") || len(last.Files) != 2 || !strings.Contains(last.Outcome, "problem") {
 		t.Fatalf("journal line %+v", last)
+	}
+
+	// The journal's chain holds; an edited line breaks the link after it.
+	var jout, jerr bytes.Buffer
+	if code := runArchiveJournal([]string{"-journal", journal}, &jout, &jerr); code != 0 ||
+		!strings.Contains(jout.String(), "OK: "+journal+": 8 lines") {
+		t.Fatalf("journal = %d:\n%s%s", code, jout.String(), jerr.String())
+	}
+	lines[3] = strings.Replace(lines[3], "auditor-1", "auditor-2", 1)
+	os.WriteFile(journal, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	jout.Reset()
+	if code := runArchiveJournal([]string{"-journal", journal}, &jout, &jerr); code != 1 ||
+		!strings.Contains(jout.String(), "PROBLEM "+journal+": line 5:") {
+		t.Fatalf("journal with line 4 edited = %d:\n%s", code, jout.String())
 	}
 
 	code, out = run("verify", "-key", keyPath, "-journal", filepath.Join(dir, "no", "such"),
