@@ -152,6 +152,10 @@ const (
 	initramfsInit = "qapi-init" // cmd/qapi-init, the initramfs's /init
 )
 
+// permTemplateName is where in the initramfs cmd/qapi-init finds the
+// gzip-compressed empty perm file system.
+const permTemplateName = "perm.ext4.gz"
+
 // BuildPrograms compiles the init, the initramfs init and every program of
 // c.Instance, with CGO_ENABLED=0 for linux/amd64, into dir, each named as
 // it is installed.
@@ -223,12 +227,17 @@ func Assemble(ctx context.Context, c Config, bin string) (*Result, error) {
 	fmt.Fprintf(c.Progress, "kernel %s\n", k.Release)
 
 	res := &Result{Table: tab, Kernel: k.Release}
+	template, err := PermTemplate(ctx, c.DiskID)
+	if err != nil {
+		return nil, fmt.Errorf("making the empty perm file system: %w", err)
+	}
 	initrd := filepath.Join(work, "initrd.img")
 	if res.InitBytes, err = writeInitramfs(c, k, filepath.Join(bin, initramfsInit),
-		initrd); err != nil {
+		template, initrd); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(c.Progress, "initramfs: %d bytes\n", res.InitBytes)
+	fmt.Fprintf(c.Progress, "initramfs: %d bytes, with an empty perm file system of "+
+		"%d bytes (%d compressed)\n", res.InitBytes, PermTemplateSize, len(template))
 
 	root := filepath.Join(work, "root.squashfs")
 	if res.RootBytes, err = writeRoot(ctx, c, bin, filepath.Join(work, "root"),
@@ -326,8 +335,11 @@ func fetchKernel(c Config) (*kernel.Kernel, error) {
 }
 
 // writeInitramfs writes a gzip-compressed newc archive holding the
-// initramfs init, the modules and their load order.
-func writeInitramfs(c Config, k *kernel.Kernel, initBin, out string) (int64, error) {
+// initramfs init, the modules and their load order, and the empty perm
+// file system (PermTemplate) the init writes onto a perm partition that
+// holds none.
+func writeInitramfs(c Config, k *kernel.Kernel, initBin string, permTemplate []byte,
+	out string) (int64, error) {
 	mods, err := k.Resolve(initramfsModules, optionalModules)
 	if err != nil {
 		return 0, err
@@ -350,6 +362,7 @@ func writeInitramfs(c Config, k *kernel.Kernel, initBin, out string) (int64, err
 		return 0, err
 	}
 	add(w.File("init", 0o755, init))
+	add(w.File(permTemplateName, 0o644, permTemplate))
 	var order strings.Builder
 	for _, m := range mods {
 		b, err := os.ReadFile(filepath.Join(k.ModulesDir, m.Path))
@@ -522,7 +535,6 @@ func mtools(ctx context.Context, name string, args ...string) ([]byte, error) {
 // offset, with a UUID and hash seed derived from the disk identity and a
 // fixed creation time.
 func writePerm(ctx context.Context, c Config, img string, p gpt.Partition) error {
-	uuid := strings.ToLower(gpt.Derive(c.DiskID + "/perm-fs").String())
 	var seedArgs []string
 	if c.PermDir != "" {
 		stage, err := os.MkdirTemp("", "qapi-perm-")
@@ -535,15 +547,70 @@ func writePerm(ctx context.Context, c Config, img string, p gpt.Partition) error
 		}
 		seedArgs = []string{"-d", stage}
 	}
-	seed := strings.ToLower(gpt.Derive(c.DiskID + "/perm-hash").String())
+	return mke2fs(ctx, c.DiskID, seedArgs, fmt.Sprintf("offset=%d,lazy_itable_init=1",
+		p.Offset()), img, p.Size())
+}
+
+// PermTemplateSize is the size of the empty perm file system the
+// initramfs writes onto a perm partition that holds none; the init then
+// grows it to the partition's end.
+const PermTemplateSize = 64 << 20
+
+// PermTemplate returns the gzip-compressed image of an empty ext4 file
+// system of PermTemplateSize bytes, labelled and identified as the perm
+// file system of the disk identity diskID. The same diskID gives the same
+// bytes. Its layout suits online growth to a disk of any size: it
+// reserves group descriptor blocks for growth to 8 TiB (beyond that the
+// kernel converts it to meta_bg as it grows), and it has as many inodes
+// per block group as mke2fs gives a full-sized perm, 8192, since every
+// group added by growth gets the first group's count.
+func PermTemplate(ctx context.Context, diskID string) ([]byte, error) {
+	if diskID == "" {
+		diskID = DefaultDiskID
+	}
+	dir, err := os.MkdirTemp("", "qapi-perm-template-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	img := filepath.Join(dir, "perm.ext4")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		return nil, err
+	}
+	const growTo = 8 << 40 // bytes the reserved group descriptors address
+	if err := mke2fs(ctx, diskID, []string{"-N", "8192", "-J", "size=16"},
+		fmt.Sprintf("resize=%d,lazy_itable_init=0", growTo/4096), img,
+		PermTemplateSize); err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(img)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if _, err := zw.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// mke2fs runs Debian's mke2fs to make the perm file system of size bytes
+// in img, with 4 KiB blocks, a UUID and hash seed derived from diskID, a
+// fixed creation time and the given extra options and extended options.
+func mke2fs(ctx context.Context, diskID string, args []string, ext, img string,
+	size int64) error {
+	uuid := strings.ToLower(gpt.Derive(diskID + "/perm-fs").String())
+	seed := strings.ToLower(gpt.Derive(diskID + "/perm-hash").String())
 	cmd := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096",
-		"-L", "perm", "-U", uuid,
-	)
-	cmd.Args = append(cmd.Args, seedArgs...)
+		"-L", "perm", "-U", uuid)
+	cmd.Args = append(cmd.Args, args...)
 	cmd.Args = append(cmd.Args,
-		"-E", fmt.Sprintf("offset=%d,root_owner=0:0,hash_seed=%s,lazy_itable_init=1,"+
-			"nodiscard", p.Offset(), seed),
-		img, fmt.Sprint(p.Size()/4096))
+		"-E", fmt.Sprintf("root_owner=0:0,hash_seed=%s,nodiscard,%s", seed, ext),
+		img, fmt.Sprint(size/4096))
 	cmd.Env = append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", epoch.Unix()))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("mke2fs (Debian e2fsprogs) failed: %w\n%s", err, b)
