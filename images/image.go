@@ -560,10 +560,13 @@ const PermTemplateSize = 64 << 20
 // system of PermTemplateSize bytes, labelled and identified as the perm
 // file system of the disk identity diskID. The same diskID gives the same
 // bytes. Its layout suits online growth to a disk of any size: it
-// reserves group descriptor blocks for growth to 8 TiB (beyond that the
-// kernel converts it to meta_bg as it grows), and it has as many inodes
-// per block group as mke2fs gives a full-sized perm, 8192, since every
-// group added by growth gets the first group's count.
+// reserves group descriptor blocks for growth to 4 TiB (beyond that the
+// kernel converts it to meta_bg as it grows); its journal of 16 MiB admits
+// transactions of 1024 blocks, and the kernel grows the file system in
+// transactions that write the whole reserve (511 blocks) and a few more,
+// so a reserve for 8 TiB (1023 blocks) would make growth fail; and it has
+// as many inodes per block group as mke2fs gives a full-sized perm, 8192,
+// since every group added by growth gets the first group's count.
 func PermTemplate(ctx context.Context, diskID string) ([]byte, error) {
 	if diskID == "" {
 		diskID = DefaultDiskID
@@ -577,7 +580,7 @@ func PermTemplate(ctx context.Context, diskID string) ([]byte, error) {
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		return nil, err
 	}
-	const growTo = 8 << 40 // bytes the reserved group descriptors address
+	const growTo = 4 << 40 // bytes the reserved group descriptors address
 	if err := mke2fs(ctx, diskID, []string{"-N", "8192", "-J", "size=16"},
 		fmt.Sprintf("resize=%d,lazy_itable_init=0", growTo/4096), img,
 		PermTemplateSize); err != nil {
