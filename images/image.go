@@ -567,6 +567,8 @@ const PermTemplateSize = 64 << 20
 // so a reserve for 8 TiB (1023 blocks) would make growth fail; and it has
 // as many inodes per block group as mke2fs gives a full-sized perm, 8192,
 // since every group added by growth gets the first group's count.
+//
+// TODO: growth of perm past 4 TiB, through the kernel's conversion to meta_bg, is not tested.
 func PermTemplate(ctx context.Context, diskID string) ([]byte, error) {
 	if diskID == "" {
 		diskID = DefaultDiskID

@@ -696,6 +696,8 @@ func permFile(t *testing.T, img string, tab *gpt.Table, path string) string {
 // seals its keys there. After the power button, e2fsck finds the file
 // system sound and filling the partition, and the sealed keys and the
 // logs are on it.
+//
+// TODO: no boot test reboots a machine whose perm was formatted.
 func TestBootFormatsPerm(t *testing.T) {
 	testenv.Short(t, "boots QEMU")
 	needBuildTools(t)

@@ -3,8 +3,8 @@
 // Debian kernel has as modules, finds the disk and root slot named on the
 // kernel command line, grows the perm partition when the disk is larger
 // than the image, writes an empty ext4 file system onto perm when it holds
-// none and grows the file system to the partition's end, mounts the slot's squashfs read-only and hands over to the
-// gokrazy init inside it.
+// none and grows the file system to the partition's end, mounts the
+// slot's squashfs read-only and hands over to the gokrazy init inside it.
 //
 // The command line names the slot as gokrazy does:
 //
