@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qapi-az/qapi/gokrazy"
@@ -158,9 +159,8 @@ const permTemplateName = "perm.ext4.gz"
 
 // BuildPrograms compiles the init, the initramfs init and every program of
 // c.Instance, with CGO_ENABLED=0 for linux/amd64, into dir, each named as
-// it is installed.
-//
-// TODO: progress is one line per step; go build, the longest step, says nothing until it ends.
+// it is installed. While go build runs, c.Progress gets a line every
+// buildReport with the packages compiled so far, and one when it ends.
 func BuildPrograms(ctx context.Context, c Config, dir string) error {
 	c.defaults()
 	if err := c.Instance.Validate(); err != nil {
@@ -184,14 +184,40 @@ func BuildPrograms(ctx context.Context, c Config, dir string) error {
 		return err
 	}
 	fmt.Fprintf(c.Progress, "building %d programs (CGO_ENABLED=0)\n", len(pkgs))
-	args := []string{"build", "-o", out + "/", "-trimpath", "-buildvcs=false",
+	// -v names each package as it is compiled: the progress.
+	args := []string{"build", "-v", "-o", out + "/", "-trimpath", "-buildvcs=false",
 		"-ldflags", "-s -w -X main.version=" + c.Version}
 	cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
 	cmd.Dir = c.ModuleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build failed: %w\n%s", err, out)
+	log := &buildOutput{}
+	cmd.Stdout, cmd.Stderr = log, log
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting go build: %w", err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(buildReport)
+	defer tick.Stop()
+	var err error
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		case <-tick.C:
+			n, last := log.status()
+			fmt.Fprintf(c.Progress, "go build: %d packages compiled so far, the last %s "+
+				"(%s)\n", n, last, time.Since(start).Round(time.Second))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("go build failed: %w\n%s", err, log.errors())
+	}
+	n, _ := log.status()
+	fmt.Fprintf(c.Progress, "go build: compiled %d packages in %s\n", n,
+		time.Since(start).Round(time.Second))
 	for _, p := range pkgs {
 		built := filepath.Join(out, filepath.Base(p))
 		for _, name := range byPkg[p] {
@@ -201,6 +227,60 @@ func BuildPrograms(ctx context.Context, c Config, dir string) error {
 		}
 	}
 	return os.RemoveAll(out)
+}
+
+// buildReport is how often BuildPrograms says how far go build is.
+const buildReport = 10 * time.Second
+
+// buildOutput collects what go build -v prints: it counts the lines that
+// name a package being compiled and keeps the others, the errors.
+type buildOutput struct {
+	mu       sync.Mutex
+	partial  []byte // a line not yet ended
+	packages int
+	last     string
+	errs     strings.Builder
+}
+
+func (b *buildOutput) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.partial = append(b.partial, p...)
+	for {
+		i := bytes.IndexByte(b.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		b.line(string(b.partial[:i]))
+		b.partial = b.partial[i+1:]
+	}
+}
+
+// line takes one line: an import path (no blank, no colon) names a
+// package; anything else (a compiler's "# pkg" header or "file:line:
+// message") is an error to report.
+func (b *buildOutput) line(l string) {
+	if l != "" && !strings.ContainsAny(l, " \t:") {
+		b.packages++
+		b.last = l
+		return
+	}
+	b.errs.WriteString(l + "\n")
+}
+
+// status returns how many packages were compiled so far and the last one.
+func (b *buildOutput) status() (int, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.packages, b.last
+}
+
+// errors returns every line that named no package, and an unended last
+// line.
+func (b *buildOutput) errors() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.errs.String() + string(b.partial)
 }
 
 // Assemble writes the disk image from programs built by BuildPrograms into

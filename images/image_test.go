@@ -147,8 +147,15 @@ func TestReproducible(t *testing.T) {
 	needBuildTools(t)
 	dir := t.TempDir()
 	bins := []string{builtPrograms(t), filepath.Join(dir, "bin1")}
-	if err := BuildPrograms(context.Background(), testConfig(t, ""), bins[1]); err != nil {
+	var built strings.Builder
+	c := testConfig(t, "")
+	c.Progress = &built
+	if err := BuildPrograms(context.Background(), c, bins[1]); err != nil {
 		t.Fatal(err)
+	}
+	// From a warm cache go build compiles nothing: the count may be 0.
+	if !strings.Contains(built.String(), "\ngo build: compiled ") {
+		t.Errorf("BuildPrograms' progress does not say when go build ended:\n%s", &built)
 	}
 	for _, name := range programNames(t, bins[0]) {
 		a, b := sha256File(t, filepath.Join(bins[0], name)),
@@ -198,6 +205,32 @@ func TestReproducible(t *testing.T) {
 	want := gokrazy.EntryName(gokrazy.SlotAPartition, BootTries)
 	if got := mdir(t, img, tab, "/loader/entries"); !strings.Contains(got, want) {
 		t.Errorf("no loader entry %s:\n%s", want, got)
+	}
+}
+
+// TestBuildOutput feeds the lines go build -v prints, cut anywhere, and
+// checks the packages counted and the errors kept.
+func TestBuildOutput(t *testing.T) {
+	text := "internal/goarch\ngithub.com/qapi-az/qapi/tpm\n" +
+		"# github.com/qapi-az/qapi/cmd/qapi-init\n" +
+		"cmd/qapi-init/perm.go:12:2: undefined: x\ngolang.org/x/sys/unix\nunended"
+	for _, cut := range []int{1, 3, 7, len(text)} {
+		b := &buildOutput{}
+		for rest := text; rest != ""; {
+			n := min(cut, len(rest))
+			b.Write([]byte(rest[:n]))
+			rest = rest[n:]
+		}
+		n, last := b.status()
+		if n != 3 || last != "golang.org/x/sys/unix" {
+			t.Errorf("cut every %d bytes: %d packages, the last %q; want 3, "+
+				"golang.org/x/sys/unix", cut, n, last)
+		}
+		want := "# github.com/qapi-az/qapi/cmd/qapi-init\n" +
+			"cmd/qapi-init/perm.go:12:2: undefined: x\nunended"
+		if got := b.errors(); got != want {
+			t.Errorf("cut every %d bytes: errors %q; want %q", cut, got, want)
+		}
 	}
 }
 
