@@ -35,7 +35,7 @@ func preparePerm(disk string, tab *gpt.Table) {
 	}
 
 	dev := gokrazy.PartitionDevice(disk, gokrazy.PermPartition)
-	sb, formatted, err := formatPerm(dev)
+	sb, part, formatted, err := formatPerm(dev)
 	if err != nil {
 		slog.Error("qapi-init: PERM HAS NO FILE SYSTEM: no ext4 file system could be read "+
 			"or written on the perm partition, so keys, configuration and the message log "+
@@ -49,7 +49,6 @@ func preparePerm(disk string, tab *gpt.Table) {
 			"must be put back", "device", dev, "bytes", sb.bytes())
 	}
 
-	part := tab.Partitions[gokrazy.PermPartition-1].Size()
 	if !needsResize(sb, part, grown, formatted) {
 		return
 	}
@@ -95,12 +94,12 @@ func growPartition(disk string, tab *gpt.Table) (bool, error) {
 
 // formatPerm writes the initramfs's empty ext4 file system onto the perm
 // partition dev when the partition holds none, and returns the superblock
-// of the file system on it and whether it wrote one. It does not write
-// when the superblock cannot be read, nor while anything holds dev open
+// of the file system on it, the partition's size in bytes as the kernel
+// sees it, and whether it wrote a file system. It does not write when the
+// superblock cannot be read, nor while anything holds dev open
 // exclusively (a mount).
-func formatPerm(dev string) (superblock, bool, error) {
+func formatPerm(dev string) (sb superblock, size int64, formatted bool, err error) {
 	var f *os.File
-	var err error
 	for range 50 { // the partition's node reappears after a re-read of the table
 		if f, err = os.OpenFile(dev, os.O_RDWR|os.O_EXCL, 0); !errors.Is(err, os.ErrNotExist) {
 			break
@@ -108,31 +107,30 @@ func formatPerm(dev string) (superblock, bool, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		return superblock{}, false, err
+		return sb, 0, false, err
 	}
 	defer f.Close()
+	if size, err = f.Seek(0, io.SeekEnd); err != nil {
+		return sb, 0, false, err
+	}
 	sb, ok, err := readSuperblock(f, 0)
 	if err != nil || ok {
-		return sb, false, err
+		return sb, size, false, err
 	}
 
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return superblock{}, false, err
-	}
 	t, err := os.Open(permTemplate)
 	if err != nil {
-		return superblock{}, false, fmt.Errorf("the initramfs has no empty perm file "+
+		return sb, size, false, fmt.Errorf("the initramfs has no empty perm file "+
 			"system: %w", err)
 	}
 	defer t.Close()
 	if sb, err = writeTemplate(f, size, t); err != nil {
-		return superblock{}, false, err
+		return sb, size, false, err
 	}
 	if err := f.Sync(); err != nil {
-		return superblock{}, false, fmt.Errorf("writing the empty perm file system: %w", err)
+		return sb, size, false, fmt.Errorf("writing the empty perm file system: %w", err)
 	}
-	return sb, true, f.Close()
+	return sb, size, true, f.Close()
 }
 
 // growFS mounts the ext4 file system on dev and grows it online to blocks.
