@@ -35,7 +35,7 @@ func preparePerm(disk string, tab *gpt.Table) {
 	}
 
 	dev := gokrazy.PartitionDevice(disk, gokrazy.PermPartition)
-	sb, part, formatted, err := formatPerm(dev)
+	sb, part, formatted, err := formatPerm(dev, permTemplate)
 	if err != nil {
 		slog.Error("qapi-init: PERM HAS NO FILE SYSTEM: no ext4 file system could be read "+
 			"or written on the perm partition, so keys, configuration and the message log "+
@@ -92,13 +92,14 @@ func growPartition(disk string, tab *gpt.Table) (bool, error) {
 	return true, nil
 }
 
-// formatPerm writes the initramfs's empty ext4 file system onto the perm
-// partition dev when the partition holds none, and returns the superblock
+// formatPerm writes the empty ext4 file system in the file template
+// (gzip-compressed) onto the perm partition dev when the partition holds
+// none, and returns the superblock
 // of the file system on it, the partition's size in bytes as the kernel
 // sees it, and whether it wrote a file system. It does not write when the
 // superblock cannot be read, nor while anything holds dev open
 // exclusively (a mount).
-func formatPerm(dev string) (sb superblock, size int64, formatted bool, err error) {
+func formatPerm(dev, template string) (sb superblock, size int64, formatted bool, err error) {
 	var f *os.File
 	for range 50 { // the partition's node reappears after a re-read of the table
 		if f, err = os.OpenFile(dev, os.O_RDWR|os.O_EXCL, 0); !errors.Is(err, os.ErrNotExist) {
@@ -118,7 +119,7 @@ func formatPerm(dev string) (sb superblock, size int64, formatted bool, err erro
 		return sb, size, false, err
 	}
 
-	t, err := os.Open(permTemplate)
+	t, err := os.Open(template)
 	if err != nil {
 		return sb, size, false, fmt.Errorf("the initramfs has no empty perm file "+
 			"system: %w", err)
