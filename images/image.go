@@ -87,7 +87,8 @@ type Config struct {
 	BootSize, SlotSize int64
 	// KernelOptions are appended to the kernel command line.
 	KernelOptions []string
-	// Progress receives one line per step; nil discards.
+	// Progress receives one line per step, and a line every 10 s while go
+	// build runs; nil discards.
 	Progress io.Writer
 }
 
