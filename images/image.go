@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qapi-az/qapi/gokrazy"
@@ -86,7 +87,8 @@ type Config struct {
 	BootSize, SlotSize int64
 	// KernelOptions are appended to the kernel command line.
 	KernelOptions []string
-	// Progress receives one line per step; nil discards.
+	// Progress receives one line per step, and a line every 10 s while go
+	// build runs; nil discards.
 	Progress io.Writer
 }
 
@@ -152,11 +154,14 @@ const (
 	initramfsInit = "qapi-init" // cmd/qapi-init, the initramfs's /init
 )
 
+// permTemplateName is where in the initramfs cmd/qapi-init finds the
+// gzip-compressed empty perm file system.
+const permTemplateName = "perm.ext4.gz"
+
 // BuildPrograms compiles the init, the initramfs init and every program of
 // c.Instance, with CGO_ENABLED=0 for linux/amd64, into dir, each named as
-// it is installed.
-//
-// TODO: progress is one line per step; go build, the longest step, says nothing until it ends.
+// it is installed. While go build runs, c.Progress gets a line every
+// buildReport with the packages compiled so far, and one when it ends.
 func BuildPrograms(ctx context.Context, c Config, dir string) error {
 	c.defaults()
 	if err := c.Instance.Validate(); err != nil {
@@ -180,14 +185,40 @@ func BuildPrograms(ctx context.Context, c Config, dir string) error {
 		return err
 	}
 	fmt.Fprintf(c.Progress, "building %d programs (CGO_ENABLED=0)\n", len(pkgs))
-	args := []string{"build", "-o", out + "/", "-trimpath", "-buildvcs=false",
+	// -v names each package as it is compiled: the progress.
+	args := []string{"build", "-v", "-o", out + "/", "-trimpath", "-buildvcs=false",
 		"-ldflags", "-s -w -X main.version=" + c.Version}
 	cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
 	cmd.Dir = c.ModuleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build failed: %w\n%s", err, out)
+	log := &buildOutput{}
+	cmd.Stdout, cmd.Stderr = log, log
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting go build: %w", err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(buildReport)
+	defer tick.Stop()
+	var err error
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		case <-tick.C:
+			n, last := log.status()
+			fmt.Fprintf(c.Progress, "go build: %d packages compiled so far, the last %s "+
+				"(%s)\n", n, last, time.Since(start).Round(time.Second))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("go build failed: %w\n%s", err, log.errors())
+	}
+	n, _ := log.status()
+	fmt.Fprintf(c.Progress, "go build: compiled %d packages in %s\n", n,
+		time.Since(start).Round(time.Second))
 	for _, p := range pkgs {
 		built := filepath.Join(out, filepath.Base(p))
 		for _, name := range byPkg[p] {
@@ -197,6 +228,60 @@ func BuildPrograms(ctx context.Context, c Config, dir string) error {
 		}
 	}
 	return os.RemoveAll(out)
+}
+
+// buildReport is how often BuildPrograms says how far go build is.
+const buildReport = 10 * time.Second
+
+// buildOutput collects what go build -v prints: it counts the lines that
+// name a package being compiled and keeps the others, the errors.
+type buildOutput struct {
+	mu       sync.Mutex
+	partial  []byte // a line not yet ended
+	packages int
+	last     string
+	errs     strings.Builder
+}
+
+func (b *buildOutput) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.partial = append(b.partial, p...)
+	for {
+		i := bytes.IndexByte(b.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		b.line(string(b.partial[:i]))
+		b.partial = b.partial[i+1:]
+	}
+}
+
+// line takes one line: an import path (no blank, no colon) names a
+// package; anything else (a compiler's "# pkg" header or "file:line:
+// message") is an error to report.
+func (b *buildOutput) line(l string) {
+	if l != "" && !strings.ContainsAny(l, " \t:") {
+		b.packages++
+		b.last = l
+		return
+	}
+	b.errs.WriteString(l + "\n")
+}
+
+// status returns how many packages were compiled so far and the last one.
+func (b *buildOutput) status() (int, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.packages, b.last
+}
+
+// errors returns every line that named no package, and an unended last
+// line.
+func (b *buildOutput) errors() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.errs.String() + string(b.partial)
 }
 
 // Assemble writes the disk image from programs built by BuildPrograms into
@@ -223,12 +308,17 @@ func Assemble(ctx context.Context, c Config, bin string) (*Result, error) {
 	fmt.Fprintf(c.Progress, "kernel %s\n", k.Release)
 
 	res := &Result{Table: tab, Kernel: k.Release}
+	template, err := PermTemplate(ctx, c.DiskID)
+	if err != nil {
+		return nil, fmt.Errorf("making the empty perm file system: %w", err)
+	}
 	initrd := filepath.Join(work, "initrd.img")
 	if res.InitBytes, err = writeInitramfs(c, k, filepath.Join(bin, initramfsInit),
-		initrd); err != nil {
+		template, initrd); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(c.Progress, "initramfs: %d bytes\n", res.InitBytes)
+	fmt.Fprintf(c.Progress, "initramfs: %d bytes, with an empty perm file system of "+
+		"%d bytes (%d compressed)\n", res.InitBytes, PermTemplateSize, len(template))
 
 	root := filepath.Join(work, "root.squashfs")
 	if res.RootBytes, err = writeRoot(ctx, c, bin, filepath.Join(work, "root"),
@@ -326,8 +416,11 @@ func fetchKernel(c Config) (*kernel.Kernel, error) {
 }
 
 // writeInitramfs writes a gzip-compressed newc archive holding the
-// initramfs init, the modules and their load order.
-func writeInitramfs(c Config, k *kernel.Kernel, initBin, out string) (int64, error) {
+// initramfs init, the modules and their load order, and the empty perm
+// file system (PermTemplate) the init writes onto a perm partition that
+// holds none.
+func writeInitramfs(c Config, k *kernel.Kernel, initBin string, permTemplate []byte,
+	out string) (int64, error) {
 	mods, err := k.Resolve(initramfsModules, optionalModules)
 	if err != nil {
 		return 0, err
@@ -350,6 +443,7 @@ func writeInitramfs(c Config, k *kernel.Kernel, initBin, out string) (int64, err
 		return 0, err
 	}
 	add(w.File("init", 0o755, init))
+	add(w.File(permTemplateName, 0o644, permTemplate))
 	var order strings.Builder
 	for _, m := range mods {
 		b, err := os.ReadFile(filepath.Join(k.ModulesDir, m.Path))
@@ -522,7 +616,6 @@ func mtools(ctx context.Context, name string, args ...string) ([]byte, error) {
 // offset, with a UUID and hash seed derived from the disk identity and a
 // fixed creation time.
 func writePerm(ctx context.Context, c Config, img string, p gpt.Partition) error {
-	uuid := strings.ToLower(gpt.Derive(c.DiskID + "/perm-fs").String())
 	var seedArgs []string
 	if c.PermDir != "" {
 		stage, err := os.MkdirTemp("", "qapi-perm-")
@@ -535,15 +628,75 @@ func writePerm(ctx context.Context, c Config, img string, p gpt.Partition) error
 		}
 		seedArgs = []string{"-d", stage}
 	}
-	seed := strings.ToLower(gpt.Derive(c.DiskID + "/perm-hash").String())
+	return mke2fs(ctx, c.DiskID, seedArgs, fmt.Sprintf("offset=%d,lazy_itable_init=1",
+		p.Offset()), img, p.Size())
+}
+
+// PermTemplateSize is the size of the empty perm file system the
+// initramfs writes onto a perm partition that holds none; the init then
+// grows it to the partition's end.
+const PermTemplateSize = 64 << 20
+
+// PermTemplate returns the gzip-compressed image of an empty ext4 file
+// system of PermTemplateSize bytes, labelled and identified as the perm
+// file system of the disk identity diskID. The same diskID gives the same
+// bytes. Its layout suits online growth to a disk of any size: it
+// reserves group descriptor blocks for growth to 4 TiB (beyond that the
+// kernel converts it to meta_bg as it grows); its journal of 16 MiB admits
+// transactions of 1024 blocks, and the kernel grows the file system in
+// transactions that write the whole reserve (511 blocks) and a few more,
+// so a reserve for 8 TiB (1023 blocks) would make growth fail; and it has
+// as many inodes per block group as mke2fs gives a full-sized perm, 8192,
+// since every group added by growth gets the first group's count.
+//
+// TODO: growth of perm past 4 TiB, through the kernel's conversion to meta_bg, is not tested.
+func PermTemplate(ctx context.Context, diskID string) ([]byte, error) {
+	if diskID == "" {
+		diskID = DefaultDiskID
+	}
+	dir, err := os.MkdirTemp("", "qapi-perm-template-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	img := filepath.Join(dir, "perm.ext4")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		return nil, err
+	}
+	const growTo = 4 << 40 // bytes the reserved group descriptors address
+	if err := mke2fs(ctx, diskID, []string{"-N", "8192", "-J", "size=16"},
+		fmt.Sprintf("resize=%d,lazy_itable_init=0", growTo/4096), img,
+		PermTemplateSize); err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(img)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if _, err := zw.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// mke2fs runs Debian's mke2fs to make the perm file system of size bytes
+// in img, with 4 KiB blocks, a UUID and hash seed derived from diskID, a
+// fixed creation time and the given extra options and extended options.
+func mke2fs(ctx context.Context, diskID string, args []string, ext, img string,
+	size int64) error {
+	uuid := strings.ToLower(gpt.Derive(diskID + "/perm-fs").String())
+	seed := strings.ToLower(gpt.Derive(diskID + "/perm-hash").String())
 	cmd := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096",
-		"-L", "perm", "-U", uuid,
-	)
-	cmd.Args = append(cmd.Args, seedArgs...)
+		"-L", "perm", "-U", uuid)
+	cmd.Args = append(cmd.Args, args...)
 	cmd.Args = append(cmd.Args,
-		"-E", fmt.Sprintf("offset=%d,root_owner=0:0,hash_seed=%s,lazy_itable_init=1,"+
-			"nodiscard", p.Offset(), seed),
-		img, fmt.Sprint(p.Size()/4096))
+		"-E", fmt.Sprintf("root_owner=0:0,hash_seed=%s,nodiscard,%s", seed, ext),
+		img, fmt.Sprint(size/4096))
 	cmd.Env = append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", epoch.Unix()))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("mke2fs (Debian e2fsprogs) failed: %w\n%s", err, b)

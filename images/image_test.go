@@ -1,6 +1,8 @@
 package images
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -145,8 +147,15 @@ func TestReproducible(t *testing.T) {
 	needBuildTools(t)
 	dir := t.TempDir()
 	bins := []string{builtPrograms(t), filepath.Join(dir, "bin1")}
-	if err := BuildPrograms(context.Background(), testConfig(t, ""), bins[1]); err != nil {
+	var built strings.Builder
+	c := testConfig(t, "")
+	c.Progress = &built
+	if err := BuildPrograms(context.Background(), c, bins[1]); err != nil {
 		t.Fatal(err)
+	}
+	// From a warm cache go build compiles nothing: the count may be 0.
+	if !strings.Contains(built.String(), "\ngo build: compiled ") {
+		t.Errorf("BuildPrograms' progress does not say when go build ended:\n%s", &built)
 	}
 	for _, name := range programNames(t, bins[0]) {
 		a, b := sha256File(t, filepath.Join(bins[0], name)),
@@ -196,6 +205,32 @@ func TestReproducible(t *testing.T) {
 	want := gokrazy.EntryName(gokrazy.SlotAPartition, BootTries)
 	if got := mdir(t, img, tab, "/loader/entries"); !strings.Contains(got, want) {
 		t.Errorf("no loader entry %s:\n%s", want, got)
+	}
+}
+
+// TestBuildOutput feeds the lines go build -v prints, cut anywhere, and
+// checks the packages counted and the errors kept.
+func TestBuildOutput(t *testing.T) {
+	text := "internal/goarch\ngithub.com/qapi-az/qapi/tpm\n" +
+		"# github.com/qapi-az/qapi/cmd/qapi-init\n" +
+		"cmd/qapi-init/perm.go:12:2: undefined: x\ngolang.org/x/sys/unix\nunended"
+	for _, cut := range []int{1, 3, 7, len(text)} {
+		b := &buildOutput{}
+		for rest := text; rest != ""; {
+			n := min(cut, len(rest))
+			b.Write([]byte(rest[:n]))
+			rest = rest[n:]
+		}
+		n, last := b.status()
+		if n != 3 || last != "golang.org/x/sys/unix" {
+			t.Errorf("cut every %d bytes: %d packages, the last %q; want 3, "+
+				"golang.org/x/sys/unix", cut, n, last)
+		}
+		want := "# github.com/qapi-az/qapi/cmd/qapi-init\n" +
+			"cmd/qapi-init/perm.go:12:2: undefined: x\nunended"
+		if got := b.errors(); got != want {
+			t.Errorf("cut every %d bytes: errors %q; want %q", cut, got, want)
+		}
 	}
 }
 
@@ -250,6 +285,97 @@ func TestProgramsPureGo(t *testing.T) {
 			}
 		}
 		f.Close()
+	}
+}
+
+// TestPermTemplate checks the empty perm file system the initramfs writes
+// onto a perm partition without one: the same disk identity gives the
+// same bytes, another gives other bytes, and dumpe2fs shows an ext4 of
+// PermTemplateSize laid out for online growth to 4 TiB through reserved
+// group descriptor blocks, with a journal that holds the transactions of
+// that growth, and 8192 inodes in every group.
+func TestPermTemplate(t *testing.T) {
+	testenv.NeedCommand(t, "mke2fs")
+	testenv.NeedCommand(t, "dumpe2fs")
+	ctx := context.Background()
+	var made [][]byte
+	for _, id := range []string{"a", "a", "b"} {
+		b, err := PermTemplate(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, b)
+	}
+	if !bytes.Equal(made[0], made[1]) {
+		t.Error("two templates for the same disk identity differ")
+	}
+	if bytes.Equal(made[0], made[2]) {
+		t.Error("templates for two disk identities are the same")
+	}
+
+	zr, err := gzip.NewReader(bytes.NewReader(made[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "perm.ext4")
+	if err := os.WriteFile(img, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("dumpe2fs", "-h", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dumpe2fs: %v\n%s", err, out)
+	}
+	info := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			info[k] = strings.TrimSpace(v)
+		}
+	}
+	num := func(k string) int64 {
+		var n int64
+		if _, err := fmt.Sscan(info[k], &n); err != nil {
+			t.Errorf("dumpe2fs shows no %s:\n%s", k, out)
+		}
+		return n
+	}
+	if got := int64(len(raw)); got != PermTemplateSize ||
+		num("Block count")*num("Block size") != got {
+		t.Errorf("template of %d bytes holds %s blocks of %s; want %d bytes", got,
+			info["Block count"], info["Block size"], PermTemplateSize)
+	}
+	wantUUID := strings.ToLower(gpt.Derive("a/perm-fs").String())
+	if info["Filesystem volume name"] != "perm" || info["Filesystem UUID"] != wantUUID {
+		t.Errorf("label %q, UUID %q; want perm, %s", info["Filesystem volume name"],
+			info["Filesystem UUID"], wantUUID)
+	}
+	features := info["Filesystem features"]
+	for _, f := range []string{"has_journal", "extent", "64bit", "resize_inode"} {
+		if !strings.Contains(features, f) {
+			t.Errorf("the template lacks the feature %s: %s", f, features)
+		}
+	}
+	// Each group descriptor block of a 64bit file system describes
+	// 4096/64 groups.
+	perBlock := num("Block size") / 64
+	growTo := (num("Reserved GDT blocks") + 1) * perBlock * num("Blocks per group") *
+		num("Block size")
+	if growTo < 4<<40 {
+		t.Errorf("the reserved group descriptor blocks address %d GiB; want 4 TiB",
+			growTo>>30)
+	}
+	// The kernel grows the file system in transactions that write every
+	// reserved group descriptor block and a few more; jbd2 admits a
+	// quarter of the journal in one.
+	if max := num("Total journal blocks") / 4; num("Reserved GDT blocks")+16 > max {
+		t.Errorf("the journal admits transactions of %d blocks; growth with %d reserved "+
+			"group descriptor blocks needs more", max, num("Reserved GDT blocks"))
+	}
+	if n := num("Inodes per group"); n != 8192 {
+		t.Errorf("%d inodes per group; want 8192, one per 16 KiB of a full group", n)
 	}
 }
 

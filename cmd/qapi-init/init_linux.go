@@ -18,10 +18,11 @@ import (
 
 // Paths inside the initramfs; package images writes them.
 const (
-	modulesDir  = "/modules"
-	modulesList = "/modules/order"
-	newRoot     = "/newroot"
-	gokrazyInit = "/gokrazy/init"
+	modulesDir   = "/modules"
+	modulesList  = "/modules/order"
+	permTemplate = "/perm.ext4.gz" // the empty perm file system, gzip-compressed
+	newRoot      = "/newroot"
+	gokrazyInit  = "/gokrazy/init"
 )
 
 func main() {
@@ -69,12 +70,7 @@ func run() error {
 	slog.Info("qapi-init: found the disk", "disk", disk, "slot", slot,
 		"partitions", len(tab.Partitions))
 
-	checkPerm(disk, tab)
-	if err := growPerm(disk, tab); err != nil {
-		// A perm partition that did not grow still works; say so and go on.
-		slog.Error("qapi-init: could not grow the perm partition; it keeps its size",
-			"err", err)
-	}
+	preparePerm(disk, tab)
 
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return err
@@ -136,7 +132,7 @@ func switchRoot() error {
 		}
 	}
 	// The initramfs lives in RAM until its files are gone.
-	for _, p := range []string{modulesDir, "/init"} {
+	for _, p := range []string{modulesDir, permTemplate, "/init"} {
 		os.RemoveAll(p)
 	}
 	if err := os.Chdir(newRoot); err != nil {

@@ -2,8 +2,9 @@
 // kernel runs. It loads the storage, network and file-system modules the
 // Debian kernel has as modules, finds the disk and root slot named on the
 // kernel command line, grows the perm partition when the disk is larger
-// than the image, mounts the slot's squashfs read-only and hands over to the
-// gokrazy init inside it.
+// than the image, writes an empty ext4 file system onto perm when it holds
+// none and grows the file system to the partition's end, mounts the
+// slot's squashfs read-only and hands over to the gokrazy init inside it.
 //
 // The command line names the slot as gokrazy does:
 //
