@@ -567,3 +567,95 @@ func TestTamperedConfigurationRejected(t *testing.T) {
 		t.Error("the genuine configuration after the block does not block the member")
 	}
 }
+
+// TestServiceNoticesReachServer: the notices of 3.12 and 3.14 reach the
+// provider's security server, whose management API lists them as its own;
+// once the announced disconnection date passes, the published
+// configuration lists the service as disconnected, which every security
+// server refuses, and the notice leaves the list of those to come.
+func TestServiceNoticesReachServer(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(time.Date(2027, 1, 11, 9, 0, 0, 0, time.UTC)) // a Monday
+	e.do("POST", "/api/publish", nil, nil)
+	m, member := e.onboard("3333333333", "REG", "SS1")
+	sub := member
+	sub.SubsystemCode = "REG"
+	var app registry.Application
+	e.do("POST", "/api/applications/service", onboarding.ServiceApplication{
+		Participant: "Ədliyyə Nazirliyi", System: "Reyestr", Provider: sub.String(),
+		LegalBasis: "Qərar 118",
+		Services: []onboarding.ServiceEntry{
+			{Number: "1", Name: "Şəxs", Code: "getPerson", Version: "v2",
+				Regulation: "DRLA-1", Responsible: "Aynur", ResponsiblePhone: "+994125550000"},
+			{Number: "2", Name: "Şəxs", Code: "getPerson", Version: "v1",
+				Regulation: "DRLA-1", Responsible: "Aynur", ResponsiblePhone: "+994125550000"}},
+		NotifyEmail: "n@example.gov.az", NotifyPhone: "+994125550000",
+		Official: onboarding.Official{Signature: "paper 3", Date: "2027-01-11"}}, &app)
+	e.do("POST", "/api/applications/"+itoa(app.ID)+"/tested",
+		portal.Reason{Reason: "tried in AZ-TEST"}, &app)
+	e.do("POST", "/api/applications/"+itoa(app.ID)+"/connect", nil, &app)
+	v2 := ident.Service{Client: sub, ServiceCode: "getPerson", Version: "v2"}
+	v1 := v2
+	v1.Version = "v1"
+	eol := e.clk.Now().AddDate(0, 3, 0)
+	e.do("POST", "/api/notices/version", portal.VersionNotice{New: v2, Old: v1,
+		EndOfLife: eol, Text: "use v2"}, nil)
+	date := e.clk.Now().AddDate(0, 1, 1)
+	e.do("POST", "/api/notices/disconnect", portal.DisconnectNotice{Service: v1,
+		Effective: date, Text: "replaced by v2"}, nil)
+
+	f := e.fetcher(m)
+	conf := e.refresh(f)
+	if _, ok := conf.Disconnection(v1, e.clk.Now()); ok {
+		t.Error("the service is disconnected before the announced date")
+	}
+	if got := conf.Warnings(v1); len(got) != 2 {
+		t.Errorf("warnings on %s = %+v, want end-of-life and disconnect", v1, got)
+	}
+	kinds := func() map[string]manage.ServiceNotice {
+		list, err := m.Notices(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]manage.ServiceNotice{}
+		for _, n := range list.Notices {
+			if !n.Ours {
+				t.Errorf("notice %+v on the server's own service is not marked ours", n)
+			}
+			out[n.Kind] = n
+		}
+		return out
+	}
+	got := kinds()
+	if len(got) != 3 || !got["disconnect"].Effective.Equal(date) ||
+		!got["end-of-life"].Effective.Equal(eol) || got["new-version"].Service != v2 {
+		t.Errorf("the management API lists %+v", got)
+	}
+
+	// Clause 3.14: past the date, the service is disconnected.
+	e.clk.Set(date.Add(time.Minute))
+	conf = e.refresh(f)
+	d, ok := conf.Disconnection(v1, e.clk.Now())
+	if !ok || d.Service != v1 || !d.Since.Equal(date) || len(conf.Disconnected) != 1 {
+		t.Errorf("after the date: disconnection %+v, %v; listed %+v", d, ok,
+			conf.Disconnected)
+	}
+	if _, ok := conf.Disconnection(v2, e.clk.Now()); ok {
+		t.Error("the new version is disconnected too")
+	}
+	for _, n := range conf.Notices {
+		if n.Kind == globalconf.NoticeDisconnect {
+			t.Errorf("a disconnection that took effect is still announced: %+v", n)
+		}
+	}
+	got = kinds()
+	if _, ok := got["disconnect"]; ok || !got[manage.KindDisconnected].Effective.Equal(date) {
+		t.Errorf("after the date the management API lists %+v", got)
+	}
+	// A new version cannot be announced against a disconnected service.
+	err := e.op.Do(context.Background(), "POST", "/api/notices/version",
+		portal.VersionNotice{New: v1, Old: v2, EndOfLife: e.clk.Now().AddDate(0, 1, 0)}, nil)
+	if err == nil || !strings.Contains(err.Error(), "not connected") {
+		t.Errorf("announcing a disconnected service as the new version: %v", err)
+	}
+}

@@ -58,6 +58,9 @@ type Conf struct {
 	// Notices announce new service versions, end of life and
 	// disconnections (3.12, 3.14).
 	Notices []Notice `json:"notices,omitempty"`
+	// Disconnected lists services whose announced disconnection date has
+	// passed (3.14): every security server refuses calls to them.
+	Disconnected []Disconnected `json:"disconnected,omitempty"`
 	// UpdateKeys are PKIX DER public keys that may sign update bundles.
 	UpdateKeys [][]byte `json:"updateKeys,omitempty"`
 	// ConfigURLs are where security servers fetch new versions.
@@ -139,6 +142,55 @@ type Notice struct {
 	Service   ident.Service `json:"service"`
 	Effective time.Time     `json:"effective"`
 	Text      string        `json:"text,omitempty"`
+}
+
+// Concerns reports whether the notice applies to a call of svc: the same
+// provider and service code, and the same version unless the notice names
+// none.
+func (n *Notice) Concerns(svc ident.Service) bool {
+	return n.Service.Client == svc.Client && n.Service.ServiceCode == svc.ServiceCode &&
+		(n.Service.Version == "" || n.Service.Version == svc.Version)
+}
+
+// Disconnected is a service disconnected by the operator once the date it
+// announced under clause 3.14 passed.
+type Disconnected struct {
+	Service ident.Service `json:"service"`
+	// Since is the announced date of the disconnection.
+	Since time.Time `json:"since"`
+	// Text is the participant's reason (3.13).
+	Text string `json:"text,omitempty"`
+}
+
+// Disconnection reports whether svc is disconnected at now and since when:
+// listed in Disconnected, or announced for a date not after now (3.14).
+// The announcement counts on its own so that a server refuses from the
+// announced instant on, not only from the next configuration version.
+func (c *Conf) Disconnection(svc ident.Service, now time.Time) (Disconnected, bool) {
+	for _, d := range c.Disconnected {
+		n := Notice{Service: d.Service}
+		if n.Concerns(svc) {
+			return d, true
+		}
+	}
+	for _, n := range c.Notices {
+		if n.Kind == NoticeDisconnect && n.Concerns(svc) && !now.Before(n.Effective) {
+			return Disconnected{Service: n.Service, Since: n.Effective, Text: n.Text}, true
+		}
+	}
+	return Disconnected{}, false
+}
+
+// Warnings returns the notices that a caller of svc must hear of: the end
+// of its life (3.12) and its disconnection (3.14), in configuration order.
+func (c *Conf) Warnings(svc ident.Service) []Notice {
+	var out []Notice
+	for _, n := range c.Notices {
+		if (n.Kind == NoticeEndOfLife || n.Kind == NoticeDisconnect) && n.Concerns(svc) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Duration is a time.Duration that reads and writes JSON as "90s".

@@ -2,6 +2,7 @@ package globalconf_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +70,58 @@ func TestSignVerify(t *testing.T) {
 		Certs: [][]byte{other.Cert.Raw}}); err == nil ||
 		!strings.Contains(err.Error(), "not in the configuration anchor") {
 		t.Errorf("Verify(foreign anchor) = %v", err)
+	}
+}
+
+func TestDisconnectionAndWarnings(t *testing.T) {
+	provider := ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "1001",
+		SubsystemCode: "EDR"}
+	svc := func(code, version string) ident.Service {
+		return ident.Service{Client: provider, ServiceCode: code, Version: version}
+	}
+	day := time.Date(2027, 2, 1, 0, 0, 0, 0, time.UTC)
+	conf := &globalconf.Conf{Instance: "AZ",
+		Notices: []globalconf.Notice{
+			{Kind: globalconf.NoticeNewVersion, Service: svc("getPerson", "v2"), Effective: day},
+			{Kind: globalconf.NoticeEndOfLife, Service: svc("getPerson", "v1"), Effective: day},
+			{Kind: globalconf.NoticeDisconnect, Service: svc("searchPersons", ""),
+				Effective: day, Text: "replaced by findPersons"},
+		},
+		Disconnected: []globalconf.Disconnected{{Service: svc("oldQuery", "v1"),
+			Since: day.AddDate(0, -1, 0)}},
+	}
+	for _, tt := range []struct {
+		svc          ident.Service
+		now          time.Time
+		disconnected bool
+		warnings     []globalconf.NoticeKind
+	}{
+		{svc("getPerson", "v1"), day.AddDate(0, 0, 1), false,
+			[]globalconf.NoticeKind{globalconf.NoticeEndOfLife}},
+		{svc("getPerson", "v2"), day, false, nil},
+		{svc("getPerson", ""), day, false, nil},
+		// A notice without a version covers every version.
+		{svc("searchPersons", "v3"), day.Add(-time.Second), false,
+			[]globalconf.NoticeKind{globalconf.NoticeDisconnect}},
+		{svc("searchPersons", "v3"), day, true,
+			[]globalconf.NoticeKind{globalconf.NoticeDisconnect}},
+		{svc("oldQuery", "v1"), day.AddDate(-1, 0, 0), true, nil},
+		{svc("oldQuery", "v2"), day, false, nil},
+	} {
+		d, ok := conf.Disconnection(tt.svc, tt.now)
+		if ok != tt.disconnected {
+			t.Errorf("Disconnection(%s, %s) = %v, want %v", tt.svc, tt.now, ok,
+				tt.disconnected)
+		}
+		if ok && (d.Service.ServiceCode != tt.svc.ServiceCode || d.Since.IsZero()) {
+			t.Errorf("Disconnection(%s) = %+v", tt.svc, d)
+		}
+		var kinds []globalconf.NoticeKind
+		for _, n := range conf.Warnings(tt.svc) {
+			kinds = append(kinds, n.Kind)
+		}
+		if !slices.Equal(kinds, tt.warnings) {
+			t.Errorf("Warnings(%s) = %v, want %v", tt.svc, kinds, tt.warnings)
+		}
 	}
 }

@@ -41,6 +41,7 @@ const MaxRequestBody = 1 << 20
 //	POST /api/import                 a PEM or DER certificate
 //	POST /api/register               register at the central server
 //	GET  /api/registration           the registration's state
+//	GET  /api/notices                NoticeList: service notices (3.12, 3.14)
 //
 // A request body over MaxRequestBody is refused with 413.
 func (m *Manager) Handler(token string) http.Handler {
@@ -133,6 +134,9 @@ func (m *Manager) Handler(token string) http.Handler {
 	})
 	h("GET /api/registration", func(r *http.Request) (any, error) {
 		return m.RegistrationStatus(r.Context())
+	})
+	h("GET /api/notices", func(r *http.Request) (any, error) {
+		return m.Notices(r.Context())
 	})
 	return wire.BearerOnly(token, "qapi-server", "missing or wrong management token; "+
 		"use the connection file the security server wrote (qapi register -conn FILE)", mux)

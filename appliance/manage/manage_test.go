@@ -293,3 +293,58 @@ func TestImportCertificateNeedsCentre(t *testing.T) {
 		}
 	}
 }
+
+// TestNoticesAPI: GET /api/notices lists the service notices of the
+// global configuration (3.12, 3.14) and the disconnected services, the
+// server's own services first.
+func TestNoticesAPI(t *testing.T) {
+	m, _ := open(t)
+	other := ident.Client{Instance: "AZ", MemberClass: "GOV", MemberCode: "2",
+		SubsystemCode: "REG"}
+	svc := func(c ident.Client, code string) ident.Service {
+		return ident.Service{Client: c, ServiceCode: code, Version: "v1"}
+	}
+	day := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	m.opts.Conf = globalconf.NewStatic(&globalconf.Conf{Instance: "AZ", Serial: 9,
+		Issued: time.Now().Add(-time.Minute), Expires: time.Now().Add(time.Hour),
+		Notices: []globalconf.Notice{
+			{Kind: globalconf.NoticeEndOfLife, Service: svc(other, "getPerson"),
+				Effective: day, Text: "use v2"},
+			{Kind: globalconf.NoticeDisconnect, Service: svc(owner, "getCar"),
+				Effective: day.AddDate(0, 1, 0), Text: "retired"},
+		},
+		Disconnected: []globalconf.Disconnected{{Service: svc(other, "oldQuery"),
+			Since: day.AddDate(0, -1, 0)}},
+	})
+	srv := httptest.NewServer(m.Handler("secret"))
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/api/notices", nil)
+	req.Header.Set("Authorization", "Bearer secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got NoticeList
+	if err := wire.ReadAnswer(resp, "the management API", 1<<20, &got); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := []ServiceNotice{
+		{Kind: "disconnect", Service: svc(owner, "getCar"), Effective: day.AddDate(0, 1, 0),
+			Text: "retired", Ours: true},
+		{Kind: KindDisconnected, Service: svc(other, "oldQuery"),
+			Effective: day.AddDate(0, -1, 0)},
+		{Kind: "end-of-life", Service: svc(other, "getPerson"), Effective: day,
+			Text: "use v2"},
+	}
+	if got.Serial != 9 || len(got.Notices) != len(want) {
+		t.Fatalf("notices = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		g, w := got.Notices[i], want[i]
+		if g.Kind != w.Kind || g.Service != w.Service || !g.Effective.Equal(w.Effective) ||
+			g.Text != w.Text || g.Ours != w.Ours {
+			t.Errorf("notice %d = %+v, want %+v", i, g, w)
+		}
+	}
+}

@@ -84,6 +84,9 @@ func (p *ClientProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *ClientProxy) serveExchange(w http.ResponseWriter, r *http.Request) {
 	rec := events.Record{Role: events.RoleClient, Received: p.cfg.Now()}
 	resp, hdr, f, passed := p.exchange(r, &rec)
+	if hdr != nil {
+		p.setNotices(w, hdr.Service)
+	}
 	rec.Done = p.cfg.Now()
 	rec.Result = events.ResultOK
 	if f != nil {
@@ -109,6 +112,30 @@ func (p *ClientProxy) serveExchange(w http.ResponseWriter, r *http.Request) {
 	p.cfg.Events.Emit(rec)
 	if f != nil && !passed && p.cfg.Refused != nil {
 		p.cfg.Refused(rec, f)
+	}
+}
+
+// NoticeHeader is the HTTP response header by which the client proxy tells
+// an information system of a notice on the service it called: one value
+// per notice, "KIND; date=RFC3339; service=SERVICE", KIND being
+// end-of-life (3.12) or disconnect (3.14). The SOAP message is unchanged.
+const NoticeHeader = "X-Qapi-Notice"
+
+// NoticeValue formats n as a value of NoticeHeader.
+func NoticeValue(n globalconf.Notice) string {
+	return fmt.Sprintf("%s; date=%s; service=%s", n.Kind,
+		n.Effective.UTC().Format(time.RFC3339), n.Service)
+}
+
+// setNotices adds a NoticeHeader for each end-of-life or disconnection
+// notice on svc in the current global configuration.
+func (p *ClientProxy) setNotices(w http.ResponseWriter, svc ident.Service) {
+	conf, err := p.cfg.Source.Current()
+	if err != nil {
+		return
+	}
+	for _, n := range conf.Warnings(svc) {
+		w.Header().Add(NoticeHeader, NoticeValue(n))
 	}
 }
 
@@ -246,6 +273,9 @@ func (p *ClientProxy) send(ctx context.Context, req *soap.Message,
 	if !conf.HasClient(provider) {
 		return nil, fault(soap.CodeUnknownService, "provider %s is not registered in the "+
 			"global configuration; check the service header", provider), false
+	}
+	if f := disconnected(conf, h.Service, p.cfg.Now()); f != nil {
+		return nil, f, false
 	}
 	servers := providerServers(conf, provider)
 	if len(servers) == 0 {

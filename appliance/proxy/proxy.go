@@ -8,7 +8,8 @@
 //
 // The client proxy refuses a request before it leaves the server unless the
 // client is one this server serves, registered in and not blocked by the
-// global configuration (3.7), and the configuration is fresh. It signs with
+// global configuration (3.7), the service is not disconnected (3.14), and
+// the configuration is fresh. It signs with
 // the member's signing key (2.2.1), logs the signed request before sending
 // it (2.2.2), talks only TLS 1.3 to a security server whose authentication
 // certificate is pinned in the global configuration for the provider
@@ -19,12 +20,20 @@
 // The server proxy passes nothing to the provider's information system
 // unless the calling server's certificate is pinned and registered for the
 // client, the signature verifies as the client's member's (2.2.1), neither
-// party is blocked (3.7), the message id is new and the signing time recent
-// (6.2.4), and the client holds an access right to the service (2.2.3, 6.7);
-// and it releases no response that is not in the message log.
+// party is blocked (3.7), the service is not disconnected (3.14), the
+// message id is new and the signing time recent (6.2.4), and the client
+// holds an access right to the service (2.2.3, 6.7); and it releases no
+// response that is not in the message log.
 //
 // Every refusal is a SOAP 1.1 fault with HTTP status 500 and one of the
 // stable codes of package soap; its text says what was wrong.
+//
+// # Notices
+//
+// When the global configuration holds an end-of-life (3.12) or
+// disconnection (3.14) notice on the service called, the client proxy adds
+// a NoticeHeader per notice to its HTTP response; the SOAP message is
+// left as it is.
 //
 // # Meta-services
 //
@@ -282,6 +291,18 @@ func (c *poolCache) roots(conf *globalconf.Conf) (*x509.CertPool, error) {
 	}
 	c.cur.Store(&cachedPool{conf: conf, pool: pool})
 	return pool, nil
+}
+
+// disconnected is the fault for a call of a service disconnected on its
+// announced date (3.14), or nil.
+func disconnected(conf *globalconf.Conf, svc ident.Service, now time.Time) *soap.Fault {
+	d, ok := conf.Disconnection(svc, now)
+	if !ok {
+		return nil
+	}
+	return fault(soap.CodeDisconnected, "service %s was disconnected on %s, as announced "+
+		"under clause 3.14; use the replacement its provider announced", d.Service,
+		d.Since.UTC().Format(time.RFC3339))
 }
 
 // logFault is the fault for a message the log could not store: the

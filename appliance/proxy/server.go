@@ -192,6 +192,9 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 		return nil, "", h, fault(soap.CodeBlocked, "provider %s is blocked by the operator "+
 			"(clause 3.7)", provider)
 	}
+	if f := disconnected(conf, h.Service, p.cfg.Now()); f != nil {
+		return nil, "", h, f
+	}
 
 	// Clause 2.2.1: the request must be signed by the client's member.
 	roots, err := p.pools.roots(conf)

@@ -462,6 +462,10 @@ func (s *Server) ACL() *acl.Store { return s.acl }
 // MessageLog returns the message log.
 func (s *Server) MessageLog() *messagelog.Log { return s.log }
 
+// GlobalConf returns the source of the global configuration the server
+// exchanges by.
+func (s *Server) GlobalConf() globalconf.Source { return s.src }
+
 // ClientProxy returns the client-side proxy handler.
 func (s *Server) ClientProxy() http.Handler { return s.client }
 

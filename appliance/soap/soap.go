@@ -132,6 +132,10 @@ const (
 	CodeInternal         = "Server.Internal"
 )
 
+// CodeDisconnected is the stable code for a call of a service whose
+// announced disconnection date has passed (3.14).
+const CodeDisconnected = "Client.ServiceDisconnected"
+
 // Codes returns every stable fault code, in the order of their
 // declaration. A code is never renamed or reused: callers branch on it.
 func Codes() []string {
@@ -139,7 +143,7 @@ func Codes() []string {
 		CodeSizeExceeded, CodeInvalidUTF8, CodeDTDForbidden, CodeTooDeep,
 		CodeMalformed, CodeMissingHeader, CodeDuplicateHeader, CodeBadHeader,
 		CodeProtocolVersion, CodeServiceMismatch, CodeUnknownClient,
-		CodeUnknownService, CodeAccessDenied, CodeBlocked, CodeReplay,
+		CodeUnknownService, CodeAccessDenied, CodeBlocked, CodeDisconnected, CodeReplay,
 		CodeSigningTime, CodeBadSignature, CodeBadCertificate, CodeSignerMismatch,
 		CodeRequestHash, CodeStaleConf, CodeProviderDown, CodeProviderFault,
 		CodeLogFailure, CodeTimestampFailure, CodeInternal,

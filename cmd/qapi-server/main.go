@@ -27,7 +27,10 @@ import (
 	"time"
 
 	"github.com/qapi-az/qapi/appliance/events"
+	"github.com/qapi-az/qapi/appliance/globalconf"
+	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/appliance/proxy"
 	"github.com/qapi-az/qapi/appliance/server"
 )
 
@@ -118,7 +121,17 @@ func run(configPath string) error {
 		defer ss.Close()
 		sink = ss
 	}
-	ls := newLogSink(logger, sink)
+	ls := newLogSink(logger, sink, func(svc ident.Service) []globalconf.Notice {
+		srv := running.Load()
+		if srv == nil {
+			return nil
+		}
+		conf, err := srv.GlobalConf().Current()
+		if err != nil {
+			return nil
+		}
+		return conf.Warnings(svc)
+	})
 	defer ls.close()
 
 	opts := server.Options{Keys: store, Events: ls, ErrorLog: errLog,
@@ -203,18 +216,22 @@ func newServer(ctx context.Context, logger *slog.Logger, cfg *server.Config,
 
 // logSink logs one line per exchange and passes the record on. Emit never
 // blocks: lines wait in a buffer written by one goroutine, and are dropped
-// and counted when it is full.
+// and counted when it is full. An exchange of a service with an end-of-life
+// (3.12) or disconnection (3.14) notice is logged as a warning whose
+// notice attribute names them, as the client proxy's X-Qapi-Notice does.
 type logSink struct {
 	logger  *slog.Logger
 	next    events.Sink
+	notices func(ident.Service) []globalconf.Notice
 	ch      chan events.Record
 	done    chan struct{}
 	dropped atomic.Uint64
 }
 
-func newLogSink(logger *slog.Logger, next events.Sink) *logSink {
-	s := &logSink{logger: logger, next: next, ch: make(chan events.Record, 4096),
-		done: make(chan struct{})}
+func newLogSink(logger *slog.Logger, next events.Sink,
+	notices func(ident.Service) []globalconf.Notice) *logSink {
+	s := &logSink{logger: logger, next: next, notices: notices,
+		ch: make(chan events.Record, 4096), done: make(chan struct{})}
 	go s.run()
 	return s
 }
@@ -238,8 +255,19 @@ func (s *logSink) run() {
 		if !r.Forwarded.IsZero() && !r.Answered.IsZero() {
 			attrs = append(attrs, "nextHopMs", ms(r.Answered.Sub(r.Forwarded)))
 		}
+		var notices []string
+		if svc, err := ident.ParseService(r.Service); err == nil && s.notices != nil {
+			for _, n := range s.notices(svc) {
+				notices = append(notices, proxy.NoticeValue(n))
+			}
+		}
+		if len(notices) > 0 {
+			attrs = append(attrs, "notice", notices)
+		}
 		if r.FaultCode != "" {
 			attrs = append(attrs, "faultCode", r.FaultCode)
+		}
+		if r.FaultCode != "" || len(notices) > 0 {
 			s.logger.Warn("exchange", attrs...)
 			continue
 		}

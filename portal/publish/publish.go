@@ -158,16 +158,23 @@ func (p *Publisher) Build(instance string) (*globalconf.Conf, error) {
 			c.Blocked = append(c.Blocked, b.Blocked)
 		}
 	}
-	// TODO: show the notices of 3.12 and 3.14 to participants; security servers
-	// receive them in the configuration, and nothing on them reads them yet.
 	notices, err := reg.Notices()
 	if err != nil {
 		return nil, err
 	}
+	now := p.opts.Now()
 	for _, n := range notices {
-		if n.Service.Instance == instance {
-			c.Notices = append(c.Notices, n.Notice)
+		if n.Service.Instance != instance {
+			continue
 		}
+		// Clause 3.14: once its announced date passes, the service is
+		// disconnected, and every security server refuses calls to it.
+		if n.Kind == globalconf.NoticeDisconnect && !now.Before(n.Effective) {
+			c.Disconnected = append(c.Disconnected, globalconf.Disconnected{
+				Service: n.Service, Since: n.Effective, Text: n.Text})
+			continue
+		}
+		c.Notices = append(c.Notices, n.Notice)
 	}
 	return c, nil
 }

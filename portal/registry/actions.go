@@ -25,10 +25,16 @@ type Service struct {
 	ResponsiblePhone string        `json:"responsiblePhone,omitempty"`
 	Application      uint64        `json:"application,omitempty"`
 	Connected        time.Time     `json:"connected"`
-	// Disconnects is when an announced disconnection takes effect (3.14).
-	// TODO: disconnect the service when this date passes; today it stays
-	// connected, and no security server refuses calls to it.
+	// Disconnects is when an announced disconnection takes effect (3.14):
+	// from then on the published configuration lists the service as
+	// disconnected, and every security server refuses calls to it.
 	Disconnects time.Time `json:"disconnects,omitzero"`
+}
+
+// DisconnectedAt reports whether the service's announced disconnection
+// (3.14) has taken effect at now.
+func (s *Service) DisconnectedAt(now time.Time) bool {
+	return !s.Disconnects.IsZero() && !now.Before(s.Disconnects)
 }
 
 func serviceKey(s ident.Service) []byte {
@@ -367,11 +373,13 @@ func (r *Registry) AnnounceVersion(newer, older ident.Service, endOfLife time.Ti
 	if err != nil {
 		return nil, err
 	}
-	if !slices.ContainsFunc(svcs, func(s Service) bool { return s.ID == newer }) {
+	now := r.opts.Now().UTC()
+	if !slices.ContainsFunc(svcs, func(s Service) bool {
+		return s.ID == newer && !s.DisconnectedAt(now)
+	}) {
 		return nil, fmt.Errorf("service %s is not connected; connect the new version "+
 			"first (3.11)", newer)
 	}
-	now := r.opts.Now().UTC()
 	if !endOfLife.After(now) {
 		return nil, errors.New("the old version's end of life must be in the future")
 	}

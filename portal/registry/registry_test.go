@@ -764,3 +764,31 @@ func TestDisconnectAllOrNothing(t *testing.T) {
 		t.Errorf("a failed disconnection changed %v", f.changed)
 	}
 }
+
+// TestServiceDisconnectedAfterDate: a service whose announced date (3.14)
+// has passed counts as disconnected, and a new version cannot be announced
+// against it.
+func TestServiceDisconnectedAfterDate(t *testing.T) {
+	f, svc := connected(t)
+	date := monday.AddDate(0, 1, 0)
+	if _, err := f.AnnounceDisconnect(svc, date, "system retired"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		now  time.Time
+		want bool
+	}{{date.Add(-time.Second), false}, {date, true}, {date.AddDate(1, 0, 0), true}} {
+		f.now = tt.now
+		svcs, err := f.Services()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := svcs[0].DisconnectedAt(f.now); got != tt.want {
+			t.Errorf("DisconnectedAt(%s) = %v, want %v", tt.now, got, tt.want)
+		}
+	}
+	older := svc
+	older.Version = "v0"
+	_, err := f.AnnounceVersion(svc, older, f.now.AddDate(0, 3, 0), "use v1")
+	wantErr(t, err, "not connected")
+}

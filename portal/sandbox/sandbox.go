@@ -6,8 +6,10 @@
 //
 // The real flow is the operator's procedure from an annex 1 application
 // for each of the two systems, approved with its contract (3.1-3.3), and an
-// annex 2 application for the provider's services, tested and connected
-// (3.8, 3.9); then the security server's side of 4.1.2, through its local
+// annex 2 application for the provider's services, tried with test data
+// through security servers of the two agencies in the test instance
+// (3.8.2), recorded as tested only when that call answered, and connected
+// (3.9); then the security server's side of 4.1.2, through its local
 // management API over HTTPS as 'qapi register' drives it: anchor installed,
 // keys generated, certificate requests approved by the operator,
 // certificates fetched, registration approved, configuration fetched and
@@ -19,12 +21,14 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -39,6 +43,7 @@ import (
 	"github.com/qapi-az/qapi/appliance/manage"
 	"github.com/qapi-az/qapi/appliance/ocsp"
 	"github.com/qapi-az/qapi/appliance/server"
+	"github.com/qapi-az/qapi/appliance/soap"
 	"github.com/qapi-az/qapi/appliance/timestamp"
 	"github.com/qapi-az/qapi/internal/sampleis"
 	"github.com/qapi-az/qapi/portal"
@@ -136,6 +141,11 @@ type Sandbox struct {
 	Operator     *portal.Client
 	Client       *Node
 	Provider     *Node
+	// TestClient and TestProvider are the two agencies' security servers
+	// in the test instance, through which the provider's services were
+	// tried before they were connected (3.8.2).
+	TestClient   *Node
+	TestProvider *Node
 	// ISURL is the sample information system's address.
 	ISURL string
 
@@ -148,10 +158,25 @@ type Sandbox struct {
 // GetPersonRequest returns a getPerson request from the client system to
 // the provider's population register, for the given message id.
 func (s *Sandbox) GetPersonRequest(id string) []byte {
-	svc := ident.Service{Client: s.Provider.Subsystem, ServiceCode: sampleis.CodeGetPerson}
+	return getPersonRequest(s.Client, s.Provider, id)
+}
+
+// getPersonRequest is a getPerson request, with the sample register's test
+// data, from the subsystem of client to that of provider.
+func getPersonRequest(client, provider *Node, id string) []byte {
+	svc := ident.Service{Client: provider.Subsystem, ServiceCode: sampleis.CodeGetPerson}
 	fin := sampleis.Persons()[0].FIN
-	return sampleis.GetPersonRequest(sampleis.Header{Client: s.Client.Subsystem,
+	return sampleis.GetPersonRequest(sampleis.Header{Client: client.Subsystem,
 		Service: svc, ID: id, UserID: "AZ0000001"}, fin)
+}
+
+// TestInstance is the sandbox's test instance (3.8.2).
+const TestInstance = Instance + "-TEST"
+
+// inInstance returns c in instance.
+func inInstance(c ident.Client, instance string) ident.Client {
+	c.Instance = instance
+	return c
 }
 
 // Start builds and starts the sandbox. Close stops it.
@@ -177,9 +202,14 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err := s.loadAppendix1(ctx); err != nil {
 		return nil, err
 	}
+	var services uint64
 	for _, number := range []string{ClientSystem, ProviderSystem} {
-		if err := s.apply(ctx, number); err != nil {
+		id, err := s.apply(ctx, number)
+		if err != nil {
 			return nil, fmt.Errorf("system %s: %w", number, err)
+		}
+		if id != 0 {
+			services = id
 		}
 	}
 	is := portal.NewServer(sampleis.New())
@@ -189,24 +219,13 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	s.ISURL = isURL
 
-	if s.Provider, err = s.startNode(ctx, ProviderSystem, "ss-justice", opts,
-		func(c *server.Config, n *Node) {
-			c.Services = []server.ServiceConfig{{Provider: n.Subsystem.String(),
-				URL: s.ISURL, WSDL: s.ISURL + "/?wsdl"}}
-			for _, code := range []string{sampleis.CodeGetPerson, sampleis.CodeSearchPersons} {
-				svc := ident.Service{Client: n.Subsystem, ServiceCode: code}
-				c.AccessRights = append(c.AccessRights, server.AccessRight{
-					Service: svc.String(),
-					Subject: "subsystem:" + SubsystemOf(ClientSystem).String()})
-			}
-		}); err != nil {
-		return nil, fmt.Errorf("provider's security server: %w", err)
+	if err := s.startPair(ctx, TestInstance, "-test", opts); err != nil {
+		return nil, fmt.Errorf("test instance %s: %w", TestInstance, err)
 	}
-	if s.Client, err = s.startNode(ctx, ClientSystem, "ss-police", opts, nil); err != nil {
-		return nil, fmt.Errorf("client's security server: %w", err)
+	if err := s.tryAndConnect(ctx, services); err != nil {
+		return nil, err
 	}
-	// Both servers must see each other: one more publication and fetch.
-	if err := s.Refresh(ctx); err != nil {
+	if err := s.startPair(ctx, Instance, "", opts); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -218,12 +237,96 @@ func (s *Sandbox) Refresh(ctx context.Context) error {
 	if err := s.Operator.Do(ctx, "POST", "/api/publish", nil, nil); err != nil {
 		return err
 	}
-	for _, n := range []*Node{s.Provider, s.Client} {
+	for _, n := range []*Node{s.TestProvider, s.TestClient, s.Provider, s.Client} {
 		if n == nil {
 			continue
 		}
 		if err := n.Fetcher.Refresh(ctx); err != nil {
 			return fmt.Errorf("%s fetching the configuration: %w", n.Code, err)
+		}
+	}
+	return nil
+}
+
+// startPair brings up, in instance, the provider's security server (the
+// sample register behind it, getPerson and searchPersons granted to the
+// client's system) and the client's, and has both see each other: Provider
+// and Client, or TestProvider and TestClient in the test instance. suffix
+// tells their server codes from those of another instance.
+func (s *Sandbox) startPair(ctx context.Context, instance, suffix string,
+	opts Options) error {
+	provider, client := &s.Provider, &s.Client
+	if instance == TestInstance {
+		provider, client = &s.TestProvider, &s.TestClient
+	}
+	caller := inInstance(SubsystemOf(ClientSystem), instance)
+	var err error
+	*provider, err = s.startNode(ctx, instance, ProviderSystem, "ss-justice"+suffix, opts,
+		func(c *server.Config, n *Node) {
+			c.Services = []server.ServiceConfig{{Provider: n.Subsystem.String(),
+				URL: s.ISURL, WSDL: s.ISURL + "/?wsdl"}}
+			for _, code := range []string{sampleis.CodeGetPerson, sampleis.CodeSearchPersons} {
+				svc := ident.Service{Client: n.Subsystem, ServiceCode: code}
+				c.AccessRights = append(c.AccessRights, server.AccessRight{
+					Service: svc.String(), Subject: "subsystem:" + caller.String()})
+			}
+		})
+	if err != nil {
+		return fmt.Errorf("provider's security server: %w", err)
+	}
+	if *client, err = s.startNode(ctx, instance, ClientSystem, "ss-police"+suffix, opts,
+		nil); err != nil {
+		return fmt.Errorf("client's security server: %w", err)
+	}
+	// Both servers must see each other: one more publication and fetch.
+	return s.Refresh(ctx)
+}
+
+// tryAndConnect tries the provider's getPerson with test data through the
+// test instance's security servers (3.8.2); only when it answers does the
+// operator record annex 2 application app as tested and connect its
+// services (3.9).
+func (s *Sandbox) tryAndConnect(ctx context.Context, app uint64) error {
+	id := fmt.Sprintf("sandbox-test-%d", time.Now().UnixNano())
+	req := getPersonRequest(s.TestClient, s.TestProvider, id)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, s.TestClient.ClientURL(),
+		bytes.NewReader(req))
+	if err != nil {
+		return err
+	}
+	hr.Header.Set("Content-Type", "text/xml; charset=utf-8")
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return fmt.Errorf("trying getPerson in %s: %w", TestInstance, err)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("trying getPerson in %s: %w", TestInstance, err)
+	}
+	m, err := soap.ParseResponse(body, soap.Limits{MaxBytes: 1 << 20, MaxDepth: 64})
+	switch {
+	case err != nil:
+		return fmt.Errorf("getPerson tried in %s answered HTTP %d, not SOAP: %w",
+			TestInstance, resp.StatusCode, err)
+	case m.Fault != nil:
+		return fmt.Errorf("getPerson tried in %s answered fault %s: %s", TestInstance,
+			m.Fault.Code, m.Fault.String)
+	case m.Header.ID != id || resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("getPerson tried in %s answered HTTP %d for message %q, "+
+			"not %q", TestInstance, resp.StatusCode, m.Header.ID, id)
+	}
+	note := fmt.Sprintf("%s with test data answered through %s and %s in %s, "+
+		"message %s", sampleis.CodeGetPerson, s.TestClient.Code, s.TestProvider.Code,
+		TestInstance, id)
+	for _, step := range []struct {
+		action string
+		body   any
+	}{{"tested", portal.Reason{Reason: note}}, {"connect", nil}} {
+		err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/applications/%d/%s", app,
+			step.action), step.body, nil)
+		if err != nil {
+			return fmt.Errorf("annex 2 application %d, %s: %w", app, step.action, err)
 		}
 	}
 	return nil
@@ -261,7 +364,7 @@ func (s *Sandbox) startPortal(ctx context.Context) error {
 	}
 	s.PublicURL = "http://" + pl.Addr().String()
 	p, err := portal.Open(portal.Options{Dir: filepath.Join(s.Dir, "portal"),
-		PublicURL: s.PublicURL, Instances: []string{Instance, Instance + "-TEST"}})
+		PublicURL: s.PublicURL, Instances: []string{Instance, TestInstance}})
 	if err != nil {
 		pl.Close()
 		return err
@@ -341,12 +444,12 @@ func (s *Sandbox) loadAppendix1(ctx context.Context) error {
 // apply takes the system numbered number through the operator's procedure
 // as a new participant's system: its annex 1 application (3.1), approved
 // with a connection contract (3.2, 3.3); for the provider's system also the
-// annex 2 application of its services (3.8.1), tested (3.8.2) and
-// connected (3.9). The contacts and documents are made up.
-func (s *Sandbox) apply(ctx context.Context, number string) error {
+// annex 2 application of its services (3.8.1), whose id it returns, in
+// testing (3.8.2). The contacts and documents are made up.
+func (s *Sandbox) apply(ctx context.Context, number string) (uint64, error) {
 	systems, err := Appendix1()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var sys System
 	for _, y := range systems {
@@ -355,7 +458,7 @@ func (s *Sandbox) apply(ctx context.Context, number string) error {
 		}
 	}
 	if sys.Number == "" {
-		return fmt.Errorf("appendix 1 has no system %s", number)
+		return 0, fmt.Errorf("appendix 1 has no system %s", number)
 	}
 	sub := SubsystemOf(number)
 	day := time.Now().AddDate(0, 0, -7).Format(time.DateOnly)
@@ -376,7 +479,7 @@ func (s *Sandbox) apply(ctx context.Context, number string) error {
 		Official:    official}
 	var app registry.Application
 	if err := s.Operator.Do(ctx, "POST", "/api/applications/system", a1, &app); err != nil {
-		return fmt.Errorf("annex 1 application: %w", err)
+		return 0, fmt.Errorf("annex 1 application: %w", err)
 	}
 	contract := registry.Contract{Number: "SB-" + number, Signed: day,
 		Officials: []string{official.Name}, Services: []string{sampleis.CodeGetPerson},
@@ -387,10 +490,10 @@ func (s *Sandbox) apply(ctx context.Context, number string) error {
 	if err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/applications/%d/approve", app.ID),
 		portal.ApproveSystem{Subsystem: sub.SubsystemCode, Contract: contract},
 		nil); err != nil {
-		return fmt.Errorf("approving annex 1 application %d: %w", app.ID, err)
+		return 0, fmt.Errorf("approving annex 1 application %d: %w", app.ID, err)
 	}
 	if number != ProviderSystem {
-		return nil
+		return 0, nil
 	}
 
 	a2 := onboarding.ServiceApplication{Participant: sys.Agency, System: sys.Name,
@@ -404,23 +507,9 @@ func (s *Sandbox) apply(ctx context.Context, number string) error {
 			ResponsiblePhone: "+994 12 555 00 02"})
 	}
 	if err := s.Operator.Do(ctx, "POST", "/api/applications/service", a2, &app); err != nil {
-		return fmt.Errorf("annex 2 application: %w", err)
+		return 0, fmt.Errorf("annex 2 application: %w", err)
 	}
-	for _, step := range []struct {
-		action string
-		body   any
-		// TODO: try the services with test data through security servers of
-		// the test instance (3.8.2) before the sandbox records the test passed.
-	}{{"tested", portal.Reason{Reason: "recorded by the sandbox, not run in " +
-		Instance + "-TEST"}},
-		{"connect", nil}} {
-		err := s.Operator.Do(ctx, "POST", fmt.Sprintf("/api/applications/%d/%s", app.ID,
-			step.action), step.body, nil)
-		if err != nil {
-			return fmt.Errorf("annex 2 application %d, %s: %w", app.ID, step.action, err)
-		}
-	}
-	return nil
+	return app.ID, nil
 }
 
 // freeAddr reserves a loopback port for a server-side proxy, whose address
@@ -434,12 +523,12 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startNode brings up the security server of the agency owning system
-// through the registration flow of clause 4.1.2.
-func (s *Sandbox) startNode(ctx context.Context, system, code string, opts Options,
-	configure func(*server.Config, *Node)) (*Node, error) {
+// startNode brings up, in instance, the security server of the agency
+// owning system through the registration flow of clause 4.1.2.
+func (s *Sandbox) startNode(ctx context.Context, instance, system, code string,
+	opts Options, configure func(*server.Config, *Node)) (*Node, error) {
 	dir := filepath.Join(s.Dir, code)
-	n := &Node{Subsystem: SubsystemOf(system), Code: code}
+	n := &Node{Subsystem: inInstance(SubsystemOf(system), instance), Code: code}
 	n.Member = n.Subsystem.Member()
 	store, err := keys.NewFileStore(filepath.Join(dir, "keys"))
 	if err != nil {
@@ -485,7 +574,7 @@ func (s *Sandbox) startNode(ctx context.Context, system, code string, opts Optio
 		return nil, fmt.Errorf("qapi register init: %w", err)
 	}
 	var anchor json.RawMessage
-	if err := s.Operator.Do(ctx, "GET", "/api/anchor/"+Instance, nil, &anchor); err != nil {
+	if err := s.Operator.Do(ctx, "GET", "/api/anchor/"+instance, nil, &anchor); err != nil {
 		return nil, err
 	}
 	if err := api.Do(ctx, "POST", "/api/anchor", []byte(anchor), nil); err != nil {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/qapi-az/qapi/appliance/ident"
+	"github.com/qapi-az/qapi/appliance/messagelog"
 	"github.com/qapi-az/qapi/appliance/soap"
 	"github.com/qapi-az/qapi/portal"
 	"github.com/qapi-az/qapi/portal/incident"
@@ -32,6 +33,22 @@ func TestAppendix1(t *testing.T) {
 		t.Errorf("appendix 1 has %d systems of %d agencies, want 63 of 33", len(systems),
 			len(agencies))
 	}
+}
+
+// logged counts the message-log records of n with message id.
+func logged(t *testing.T, n *Node, id string) int {
+	t.Helper()
+	count := 0
+	err := n.Server.MessageLog().Entries(1, 0, func(e *messagelog.Entry) error {
+		if e.MessageID == id {
+			count++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return count
 }
 
 func post(t *testing.T, url string, body []byte) (int, string) {
@@ -90,6 +107,18 @@ func TestExchange(t *testing.T) {
 			approved[a.Member] = true
 		case a.Kind == registry.AppService && a.State == registry.StateConnected:
 			connected += len(a.Service.Services)
+			// Clause 3.8.2: tried through the test instance's servers.
+			want := "answered through ss-police-test and ss-justice-test in " + TestInstance
+			if !strings.Contains(a.Reason, want) {
+				t.Errorf("annex 2 test record %q, want it to say %q", a.Reason, want)
+			}
+			id := a.Reason[strings.LastIndex(a.Reason, " ")+1:]
+			for _, n := range []*Node{s.TestClient, s.TestProvider} {
+				if got := logged(t, n, id); got != 2 {
+					t.Errorf("message log of %s holds %d records of test message %q, "+
+						"want the request and the response", n.Code, got, id)
+				}
+			}
 		}
 	}
 	if !approved[s.Client.Member] || !approved[s.Provider.Member] || connected != 2 {
