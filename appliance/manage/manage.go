@@ -78,6 +78,9 @@ type Status struct {
 	SigningCert *CertInfo `json:"signingCert,omitempty"`
 	// Next says what to do next, for a person.
 	Next string `json:"next"`
+	// Faults are the running server's faults (Options.Faults), each a
+	// sentence for a person; none while all is well.
+	Faults []string `json:"faults,omitempty"`
 }
 
 // CertInfo describes an imported certificate.
@@ -103,6 +106,9 @@ type Options struct {
 	// manager fetches the configuration the installed anchor names and
 	// verifies it against the anchor.
 	Conf globalconf.Source
+	// Faults, when set, returns the running security server's faults (a
+	// damaged message log entry, say), which Status reports.
+	Faults func() []string
 }
 
 // Manager carries out registration. It is safe for concurrent use.
@@ -595,6 +601,9 @@ func (m *Manager) Status() Status {
 			c.SerialNumber), NotAfter: c.NotAfter}
 	}
 	st.AuthCert, st.SigningCert = info(keys.Authentication), info(keys.Signing)
+	if m.opts.Faults != nil {
+		st.Faults = m.opts.Faults()
+	}
 	switch {
 	case st.Owner.IsZero():
 		st.Next = "set owner, server code and address: qapi register init"

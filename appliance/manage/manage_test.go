@@ -348,3 +348,51 @@ func TestNoticesAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsFaults: GET /api/status carries what Options.Faults
+// returns at the moment of the request, and no faults field while there
+// are none.
+func TestStatusShowsFaults(t *testing.T) {
+	store, err := keys.NewFileStore(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var faults atomic.Pointer[[]string]
+	m, err := Open(Options{Dir: t.TempDir(), Keys: store,
+		Faults: func() []string {
+			if f := faults.Load(); f != nil {
+				return *f
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler("secret"))
+	defer srv.Close()
+	get := func() map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+"/api/status", nil)
+		req.Header.Set("Authorization", "Bearer secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := get(); st["faults"] != nil {
+		t.Errorf("faults %v with none reported", st["faults"])
+	}
+	want := "message log damaged: log.db: entry 3: hash mismatch"
+	faults.Store(&[]string{want})
+	st := get()
+	got, _ := st["faults"].([]any)
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("faults %v, want [%q]", st["faults"], want)
+	}
+}

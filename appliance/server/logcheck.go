@@ -25,9 +25,6 @@ type logCheck struct {
 // store that was written only through the log's own key and checks has
 // been altered. An error that is not a damaged entry means the store could
 // not be read; it is written to ErrorLog only.
-//
-// TODO: the management API (package manage) does not show the message
-// log's fault; only the status for the monitoring station carries it.
 func (s *Server) logVerified(n int, err error) {
 	var ce *messagelog.CorruptError
 	if err != nil && !errors.As(err, &ce) {
@@ -61,4 +58,14 @@ func (s *Server) MessageLogFault() string {
 	s.logCheck.mu.Lock()
 	defer s.logCheck.mu.Unlock()
 	return s.logCheck.fault
+}
+
+// Faults returns what is wrong with the running server, one sentence a
+// fault for a person, for the management API's status; nil while all is
+// well. Today that is the message log's damage (MessageLogFault).
+func (s *Server) Faults() []string {
+	if f := s.MessageLogFault(); f != "" {
+		return []string{f}
+	}
+	return nil
 }

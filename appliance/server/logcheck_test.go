@@ -57,7 +57,7 @@ func TestDamagedLogAtStart(t *testing.T) {
 	}
 
 	// Stop the client's server and flip a byte of its entry 3.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := e.c.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
@@ -88,6 +88,9 @@ func TestDamagedLogAtStart(t *testing.T) {
 	eventually(t, "the damaged entry in the status", func() bool {
 		return strings.Contains(e.c.srv.Status().MessageLogFault, "entry 3:")
 	})
+	if f := e.c.srv.Faults(); len(f) != 1 || !strings.Contains(f[0], "entry 3:") {
+		t.Errorf("the faults for the management API are %q, want the damaged entry 3", f)
+	}
 	if status, body := call(t, http.DefaultClient, e.clientURL(),
 		getPersonReq2(e, newID())); status != 200 {
 		t.Fatalf("exchange with a damaged log: status %d: %s", status, body)

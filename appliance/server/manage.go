@@ -28,18 +28,31 @@ type ManageAPI struct {
 	done    chan struct{}
 }
 
+// ManageOptions are what the management API reads from the running
+// server, which usually starts after the API.
+type ManageOptions struct {
+	// Conf, when set, is the server's global configuration, whose
+	// certification centres an imported certificate must chain to.
+	Conf globalconf.Source
+	// Faults, when set, returns the running server's faults, such as a
+	// damaged message log entry, shown by GET /api/status.
+	Faults func() []string
+	// ErrorLog receives the HTTP server's errors; the log package's
+	// standard logger when nil.
+	ErrorLog *log.Logger
+}
+
 // StartManage serves the management API at cfg.Manage.Listen with the keys
-// of store. conf, when set, is the server's global configuration, whose
-// certification centres an imported certificate must chain to. The
-// connection file, with the API's URL, token and TLS certificate, is
-// written to ConnFile; only those who can read it can use the API.
-func StartManage(cfg *Config, store keys.Store, conf globalconf.Source,
-	errLog *log.Logger) (*ManageAPI, error) {
+// of store. The connection file, with the API's URL, token and TLS
+// certificate, is written to ConnFile; only those who can read it can use
+// the API.
+func StartManage(cfg *Config, store keys.Store, opts ManageOptions) (*ManageAPI, error) {
 	if cfg.Manage == nil {
 		return nil, errors.New("the configuration has no manage section")
 	}
 	dir := cfg.path(cfg.Manage.Dir)
-	m, err := manage.Open(manage.Options{Dir: dir, Keys: store, Conf: conf})
+	m, err := manage.Open(manage.Options{Dir: dir, Keys: store, Conf: opts.Conf,
+		Faults: opts.Faults})
 	if err != nil {
 		return nil, fmt.Errorf("management state %s: %w", dir, err)
 	}
@@ -65,7 +78,7 @@ func StartManage(cfg *Config, store keys.Store, conf globalconf.Source,
 		done: make(chan struct{}),
 		hs: &http.Server{Handler: m.Handler(token), TLSConfig: tc,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-			WriteTimeout: 2 * time.Minute, ErrorLog: errLog}}
+			WriteTimeout: 2 * time.Minute, ErrorLog: opts.ErrorLog}}
 	go func() {
 		defer close(a.done)
 		a.hs.Serve(tls.NewListener(ln, tc))

@@ -376,7 +376,7 @@ func TestManageAPI(t *testing.T) {
 	}
 	e := newEnv(t)
 	keys := &memKeys{sign: e.c.sign.Key, auth: e.c.auth.Key, secret: make([]byte, 32)}
-	api, err := server.StartManage(cfg, keys, nil, nil)
+	api, err := server.StartManage(cfg, keys, server.ManageOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,8 +97,19 @@ func run(configPath string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// The status sent to the monitoring station and the management API's
+	// global configuration need the server, which starts after the API:
+	// both ask once the server exists.
+	var running atomic.Pointer[server.Server]
 	if cfg.Manage != nil {
-		api, err := server.StartManage(cfg, store, nil, errLog)
+		api, err := server.StartManage(cfg, store, server.ManageOptions{
+			Conf: runningConf{&running}, ErrorLog: errLog,
+			Faults: func() []string {
+				if srv := running.Load(); srv != nil {
+					return srv.Faults()
+				}
+				return nil
+			}})
 		if err != nil {
 			return err
 		}
@@ -106,9 +117,6 @@ func run(configPath string) error {
 		logger.Info("management API started", "addr", api.Addr(), "conn", api.ConnFile())
 	}
 
-	// The status sent to the monitoring station needs the server, which
-	// needs the sink: the sink asks once the server exists.
-	var running atomic.Pointer[server.Server]
 	var sink events.Sink = events.Discard
 	if cfg.MonitorSocket != "" {
 		ss := events.NewSocketSink(cfg.MonitorSocketPath(), events.SocketOptions{
@@ -281,3 +289,15 @@ func (s *logSink) close() {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// runningConf is the global configuration of the running server, for the
+// management API, which starts before the server. Until the server runs it
+// has none, and the API fetches the configuration its anchor names.
+type runningConf struct{ srv *atomic.Pointer[server.Server] }
+
+func (r runningConf) Current() (*globalconf.Conf, error) {
+	if srv := r.srv.Load(); srv != nil {
+		return srv.GlobalConf().Current()
+	}
+	return nil, errors.New("the security server is not running yet")
+}
