@@ -190,8 +190,6 @@ func Evaluate(r *Report, th Thresholds) []Alert {
 		add(Warning, "timestamp_lag", "6.3", "oldest unstamped log record waited %v",
 			srv.TimestampLag.Round(time.Second))
 	}
-	// TODO: no test sends link figures read by netconfig from real interfaces
-	// through the security server's Status; the station is tested with given ones.
 	for _, l := range srv.Links {
 		switch {
 		case !l.Up:
