@@ -149,6 +149,10 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 		return nil, fmt.Errorf("read the %s key: %w", p, err)
 	}
 
+	opts, err := s.sealOptions()
+	if err != nil {
+		return nil, fmt.Errorf("seal the new %s key: %w", p, err)
+	}
 	secret, err := generate()
 	if err != nil {
 		return nil, fmt.Errorf("generate the %s key: %w", p, err)
@@ -157,7 +161,7 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 	if err != nil {
 		return nil, fmt.Errorf("generate the %s key: %w", p, err)
 	}
-	b, err := s.t.Seal(secret, SealOptions{PCRs: s.opts.PCRs, Authority: s.opts.Authority})
+	b, err := s.t.Seal(secret, opts)
 	if err != nil {
 		return nil, fmt.Errorf("seal the new %s key: %w", p, err)
 	}
@@ -180,6 +184,27 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 	}
 	s.keys[p] = k
 	return k, nil
+}
+
+// sealOptions are the options new keys are sealed with. Keys sealed to an
+// authority are sealed for the base of this TPM's anti-rollback counter
+// when the approval names one, which opens the counter (defining it on a
+// new box), and else for the approval's base.
+func (s *Store) sealOptions() (SealOptions, error) {
+	opts := SealOptions{PCRs: s.opts.PCRs, Authority: s.opts.Authority}
+	a := s.opts.Approval
+	if opts.Authority == nil || a == nil {
+		return opts, nil
+	}
+	opts.Base = a.Base
+	if a.Counter != 0 {
+		c, err := s.t.Counter(a.Counter, opts.Authority)
+		if err != nil {
+			return SealOptions{}, err
+		}
+		opts.Base = c.Base()
+	}
+	return opts, nil
 }
 
 // unsealFile unseals and caches the key of p from the blob at path.
