@@ -120,13 +120,30 @@
 // yields the same key, so it needs no persistent handle, and its name
 // identifies the TPM. That name is computed from the public area the TPM
 // returns, the one the sessions are salted to, so a key substituted on the
-// bus fails the comparison with a blob's name. The commands that carry a secret (TPM2_Create going
-// in, TPM2_Unseal coming out) run in sessions salted to the storage root
-// key, with AES-128-CFB parameter encryption, so the secret never crosses
-// the bus in the clear. What the salt cannot stop is an interposer already
-// on the bus at the first seal, answering with a key of its own: nothing
-// yet checks the storage root key against the TPM's endorsement key
-// certificate.
+// bus fails the comparison with a blob's name. The commands that carry a
+// secret (TPM2_Create going in, TPM2_Unseal coming out) run in sessions
+// salted to the storage root key, with AES-128-CFB parameter encryption,
+// so the secret never crosses the bus in the clear.
+//
+// # Endorsement
+//
+// What the salt cannot stop alone is an interposer already on the bus at
+// the first seal, answering with a storage root key of its own.
+// TPM.CheckEndorsement closes that gap where the manufacturer provisioned
+// an endorsement key (EK) certificate, at NV index 0x01c0000a (ECC) or
+// 0x01c00002 (RSA): it verifies the certificate against the manufacturers'
+// roots the caller trusts, compares the certificate's key with the EK the
+// TPM creates, and then proves the storage root key resident in that same
+// TPM by credential activation: a secret encrypted here to the EK for the
+// storage root key's name comes back only from the TPM holding both. The
+// storage root key is a decryption key and cannot be certified by a
+// signature, and the EK cannot sign either; activation is the TPM's own
+// way to relate the two. OpenStore runs the check before its first seal
+// when StoreOptions.EKRoots is set, and seals nothing if it fails; a TPM
+// without an EK certificate (some firmware TPMs, swtpm unless set up with
+// one) fails it unless StoreOptions.EKOptional is set. After the first
+// seal the blobs' storage root key name does the same work at every
+// unseal.
 //
 // # The blob format
 //
@@ -146,6 +163,7 @@
 // the current ones before asking the TPM; *OtherTPMError (ErrOtherTPM) says
 // "sealed by another TPM" when the blob's storage root key name is not this
 // TPM's; *RollbackError (ErrRollback) refuses a lower counter value.
+// ErrNoEKCertificate and ErrEndorsement report the endorsement check.
 // ErrNotApproved means a missing approval, or one the authority did not
 // sign, or one for another counter base, or one the counter has voided, or
 // an advance the authority did not sign; ErrDevMode answers OpenStore's

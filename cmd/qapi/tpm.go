@@ -18,13 +18,17 @@ import (
 
 func init() {
 	register("tpm", command{
-		summary: "TPM diagnostics: qapi tpm status|pcrs|seal|unseal|approve|advance|counter",
-		run:     runTPM,
+		summary: "TPM diagnostics: qapi tpm " +
+			"status|endorsement|pcrs|seal|unseal|approve|advance|counter",
+		run: runTPM,
 	})
 }
 
 const tpmUsage = `usage:
   qapi tpm status [-device PATH]               vendor, storage root key, lockout state
+  qapi tpm endorsement -roots PEM [-intermediates PEM] [-device PATH]
+                                               check the storage root key against
+                                               the endorsement key certificate
   qapi tpm pcrs [-device PATH] [-pcrs 0,7]     the SHA-256 PCR values
   qapi tpm seal [-device PATH] [-pcrs 7 | -authority PEM [-base B]] -out BLOB SECRETFILE
   qapi tpm unseal [-device PATH] [-approval JSON] -out FILE BLOB
@@ -54,6 +58,8 @@ func runTPM(args []string) int {
 	approvalFile := fs.String("approval", "", "approval JSON `file`")
 	out := fs.String("out", "", "output `file`")
 	keyFile := fs.String("key", "", "PEM `file` of the operator's private key")
+	roots := fs.String("roots", "", "PEM `file` of the TPM manufacturers' root certificates")
+	inter := fs.String("intermediates", "", "PEM `file` of their intermediate certificates")
 	version := fs.Uint64("version", 0, "image `version` the approval is for")
 	index := fs.String("index", "", "NV `index` of the counter (default 0x01005141)")
 	counterFlag := fs.String("counter", "", "NV `index` of the counter an approval names")
@@ -88,10 +94,14 @@ func runTPM(args []string) int {
 	}
 
 	switch sub {
-	case "status", "pcrs", "seal", "unseal", "counter":
+	case "status", "endorsement", "pcrs", "seal", "unseal", "counter":
 	default:
 		fmt.Fprintf(os.Stderr, "qapi tpm: unknown subcommand %q\n\n%s\n", sub, tpmUsage)
 		return 2
+	}
+	if sub == "endorsement" && *roots == "" {
+		return tpmFail(sub, errors.New("give -roots PEM, the TPM manufacturers' root "+
+			"certificates"))
 	}
 	t, err := tpmOpen(*device)
 	if err != nil {
@@ -102,6 +112,8 @@ func runTPM(args []string) int {
 	switch sub {
 	case "status":
 		err = tpmStatus(t)
+	case "endorsement":
+		err = tpmEndorsement(t, *roots, *inter)
 	case "pcrs":
 		err = tpmPCRs(t, pcrs)
 	case "seal":
@@ -136,6 +148,41 @@ func tpmStatus(t *tpm.TPM) error {
 	fmt.Printf("lockout           %s (%d of %d failed tries, one forgiven every %s)\n",
 		lock, s.FailedTries, s.MaxTries, s.Recovery)
 	return nil
+}
+
+func tpmEndorsement(t *tpm.TPM, roots, intermediates string) error {
+	r, err := tpmReadCertPool(roots)
+	if err != nil {
+		return err
+	}
+	var i *x509.CertPool
+	if intermediates != "" {
+		if i, err = tpmReadCertPool(intermediates); err != nil {
+			return err
+		}
+	}
+	e, err := t.CheckEndorsement(r, i)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("endorsement key certificate  issuer %q, serial %s\n",
+		e.Certificate.Issuer.String(), e.Certificate.SerialNumber)
+	fmt.Printf("root                         %q\n", e.Chain[len(e.Chain)-1].Subject.String())
+	fmt.Printf("storage root key             %x (resident in the endorsed TPM)\n", e.SRKName)
+	return nil
+}
+
+// tpmReadCertPool reads the PEM certificates of file.
+func tpmReadCertPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return p, nil
 }
 
 func tpmPCRs(t *tpm.TPM, pcrs []int) error {

@@ -5,7 +5,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +89,15 @@ func TestTPMCommand(t *testing.T) {
 	if code, out, errs := tpmRun(t, "status", "-device", dev); code != 0 ||
 		!strings.Contains(out, "storage root key") {
 		t.Fatalf("qapi tpm status = %d, %q, %q", code, out, errs)
+	}
+
+	// swtpm, set up without an EK certificate, has nothing to check.
+	roots := filepath.Join(dir, "roots.pem")
+	os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
+		Bytes: tpmTestRoot(t)}), 0o644)
+	if code, _, errs := tpmRun(t, "endorsement", "-device", dev, "-roots", roots); code != 1 ||
+		!strings.Contains(errs, "no endorsement key certificate") {
+		t.Errorf("qapi tpm endorsement on swtpm = %d, %q; want no certificate", code, errs)
 	}
 
 	blob := filepath.Join(dir, "secret.sealed")
@@ -213,7 +224,34 @@ func TestTPMCommandWithoutTPM(t *testing.T) {
 		!strings.Contains(errs, `unknown subcommand "nosuch"`) {
 		t.Errorf("qapi tpm nosuch = %d, %q; want the usage", code, errs)
 	}
+	if code, _, errs := tpmRun(t, "endorsement", "-device", missing); code != 1 ||
+		!strings.Contains(errs, "-roots") {
+		t.Errorf("qapi tpm endorsement without -roots = %d, %q", code, errs)
+	}
 	if code, _, _ := tpmRun(t, "pcrs", "-pcrs", "7,x"); code != 1 {
 		t.Error("-pcrs 7,x was accepted")
 	}
+}
+
+// tpmTestRoot returns a self-signed CA certificate, standing in for a TPM
+// manufacturer's root.
+func tpmTestRoot(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "TPM maker root"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
