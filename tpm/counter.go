@@ -106,6 +106,7 @@ func counterPolicy(authority *ecdsa.PublicKey) ([]byte, error) {
 	return calc.Hash().Digest, nil
 }
 
+// counterOr is the TPM2_PolicyOR that ends every increment's session.
 func counterOr(authority *ecdsa.PublicKey) (tpm2.PolicyOr, error) {
 	first, signed, err := counterBranches(authority)
 	if err != nil {

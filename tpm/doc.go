@@ -109,9 +109,11 @@
 // versions, is refused by the TPM. Recording the base in software only
 // would not do: root could claim another base. The record at the NV index
 // serves Read and the first seal; rewriting it cannot reopen keys already
-// sealed. A fleet of TPMs that never had counters needs one approval per
-// image; a box with another base needs its own, which `qapi tpm counter
-// read` reveals at commissioning.
+// sealed. The TPM does not check an advance's base, since an advance for
+// another base moves the counter only up; Counter.Advance does. A fleet of
+// TPMs that never had counters needs one approval per image; a box with
+// another base needs its own, which `qapi tpm counter read` reveals at
+// commissioning.
 //
 // # Sessions
 //
