@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,6 +23,17 @@ import (
 // another purpose can never pass as an approval of a boot state.
 var policyRef = []byte("qapi boot approval v1")
 
+// approvalRef is the policyRef of approvals for boxes whose counter has
+// base: the plain policyRef for base 1, else the base appended. Sealing
+// binds it, so that an approval for another base, whose counter values
+// mean other versions, never opens a box's keys.
+func approvalRef(base uint64) []byte {
+	if baseOf(base) == 1 {
+		return policyRef
+	}
+	return fmt.Appendf(bytes.Clone(policyRef), " base %d", base)
+}
+
 // Approval is the authority's (the operator's) signed statement that a boot
 // state may unseal the secrets sealed to it: the SHA-256 values of some
 // PCRs, and optionally the image version, which ties the approval to the
@@ -36,17 +48,24 @@ type Approval struct {
 	// image's approval, so an old image cannot unseal the keys (clause
 	// 6.2.3).
 	Counter uint32 `json:"counter,omitempty"`
+	// Base is the counter's base (Counter.Base) on the boxes the approval
+	// is for; zero means 1, the base of a TPM that never had a counter
+	// before. Blobs are sealed for their box's base, and only approvals
+	// for that base unseal them.
+	Base uint64 `json:"base,omitempty"`
 	// Version is the image version the approval is for.
 	Version uint64 `json:"version,omitempty"`
 	// Signature is the authority's ASN.1 ECDSA P-256 signature over
-	// SHA-256(policy digest || "qapi boot approval v1").
+	// SHA-256(policy digest || "qapi boot approval v1"), with " base N"
+	// appended to the latter for a base N above 1.
 	Signature []byte `json:"signature"`
 }
 
 // PolicyDigest returns the TPM policy digest a approves: TPM2_PolicyPCR of
 // its PCR values, then, with a counter, TPM2_PolicyNV requiring the counter
-// to be at most Version.
-func (a *Approval) PolicyDigest() ([]byte, error) {
+// to be at most Version. authority is the key of the counter (which is part
+// of its name); approvals without a counter ignore it.
+func (a *Approval) PolicyDigest(authority *ecdsa.PublicKey) ([]byte, error) {
 	pcrs, err := checkPCRs(pcrIndexes(a.PCRs))
 	if err != nil {
 		return nil, fmt.Errorf("approval: %w", err)
@@ -73,7 +92,7 @@ func (a *Approval) PolicyDigest() ([]byte, error) {
 		return nil, fmt.Errorf("approval: compute PolicyPCR: %w", err)
 	}
 	if a.Counter != 0 {
-		nv, err := a.policyNV(nil)
+		nv, err := a.policyNV(authority)
 		if err != nil {
 			return nil, err
 		}
@@ -84,47 +103,65 @@ func (a *Approval) PolicyDigest() ([]byte, error) {
 	return calc.Hash().Digest, nil
 }
 
-// policyNV is the counter condition of a; session is the policy session
-// that runs it (nil to only compute the digest).
-func (a *Approval) policyNV(session tpm2.Session) (tpm2.PolicyNV, error) {
-	name, err := counterName(a.Counter)
+// policyNV is the counter condition of a: the counter's value is at most
+// the one of a's version.
+func (a *Approval) policyNV(authority *ecdsa.PublicKey) (tpm2.PolicyNV, error) {
+	v, err := counterValue(a.Base, a.Version)
+	if err != nil {
+		return tpm2.PolicyNV{}, fmt.Errorf("approval: %w", err)
+	}
+	nv, err := counterCondition(a.Counter, authority, v, tpm2.TPMEOUnsignedLE)
+	if err != nil {
+		return tpm2.PolicyNV{}, fmt.Errorf("approval: %w", err)
+	}
+	return nv, nil
+}
+
+// counterCondition is TPM2_PolicyNV comparing the counter at index, of
+// authority, with operand by op (counter op operand).
+func counterCondition(index uint32, authority *ecdsa.PublicKey, operand uint64,
+	op tpm2.TPMEO) (tpm2.PolicyNV, error) {
+	name, err := counterName(index, authority)
 	if err != nil {
 		return tpm2.PolicyNV{}, err
 	}
-	operand := binary.BigEndian.AppendUint64(nil, a.Version)
-	cmd := tpm2.PolicyNV{
-		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(a.Counter), Name: name,
+	return tpm2.PolicyNV{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(index), Name: name,
 			Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:   tpm2.NamedHandle{Handle: tpm2.TPMHandle(a.Counter), Name: name},
-		OperandB:  tpm2.TPM2BOperand{Buffer: operand},
+		NVIndex:   tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name},
+		OperandB:  tpm2.TPM2BOperand{Buffer: binary.BigEndian.AppendUint64(nil, operand)},
 		Offset:    0,
-		Operation: tpm2.TPMEOUnsignedLE,
-	}
-	if session != nil {
-		cmd.PolicySession = session.Handle()
-	}
-	return cmd, nil
+		Operation: op,
+	}, nil
 }
 
-// signedDigest is what the authority signs: the aHash of
-// TPM2_VerifySignature before TPM2_PolicyAuthorize.
-func (a *Approval) signedDigest() ([]byte, []byte, error) {
-	policy, err := a.PolicyDigest()
+// signedDigest returns the policy a approves and what the authority signs.
+func (a *Approval) signedDigest(authority *ecdsa.PublicKey) ([]byte, []byte, error) {
+	policy, err := a.PolicyDigest(authority)
 	if err != nil {
 		return nil, nil, err
 	}
-	h := sha256.New()
-	h.Write(policy)
-	h.Write(policyRef)
-	return policy, h.Sum(nil), nil
+	return policy, refDigest(policy, approvalRef(a.Base)), nil
+}
+
+// signerPublic returns the ECDSA P-256 public key of an authority's
+// signer.
+func signerPublic(authority crypto.Signer) (*ecdsa.PublicKey, error) {
+	pub, ok := authority.Public().(*ecdsa.PublicKey)
+	if _, err := authorityPublic(authority.Public()); err != nil || !ok {
+		return nil, fmt.Errorf("the authority key must be ECDSA P-256, not %T",
+			authority.Public())
+	}
+	return pub, nil
 }
 
 // Sign signs a with the authority's ECDSA P-256 key and sets a.Signature.
 func (a *Approval) Sign(authority crypto.Signer) error {
-	if _, err := authorityPublic(authority.Public()); err != nil {
+	pub, err := signerPublic(authority)
+	if err != nil {
 		return err
 	}
-	_, d, err := a.signedDigest()
+	_, d, err := a.signedDigest(pub)
 	if err != nil {
 		return err
 	}
@@ -139,7 +176,7 @@ func (a *Approval) Sign(authority crypto.Signer) error {
 // Verify reports an error wrapping ErrNotApproved unless a carries a valid
 // signature by authority.
 func (a *Approval) Verify(authority *ecdsa.PublicKey) error {
-	_, d, err := a.signedDigest()
+	_, d, err := a.signedDigest(authority)
 	if err != nil {
 		return err
 	}
@@ -231,9 +268,16 @@ func authorityPublic(pub crypto.PublicKey) (tpm2.TPMTPublic, error) {
 	}, nil
 }
 
-// authorizePolicy is the policy of an object sealed to authority:
-// TPM2_PolicyAuthorize by the authority's key with policyRef.
-func authorizePolicy(authority *ecdsa.PublicKey) ([]byte, error) {
+// authorizePolicy is the policy of an object sealed to authority on a box
+// whose counter has base: TPM2_PolicyAuthorize by the authority's key with
+// approvalRef(base).
+func authorizePolicy(authority *ecdsa.PublicKey, base uint64) ([]byte, error) {
+	return authorizeDigest(authority, approvalRef(base))
+}
+
+// authorizeDigest is the policy digest of TPM2_PolicyAuthorize by the
+// authority's key with ref.
+func authorizeDigest(authority *ecdsa.PublicKey, ref []byte) ([]byte, error) {
 	pub, err := authorityPublic(authority)
 	if err != nil {
 		return nil, err
@@ -248,7 +292,7 @@ func authorizePolicy(authority *ecdsa.PublicKey) ([]byte, error) {
 	}
 	cmd := tpm2.PolicyAuthorize{
 		KeySign:   *name,
-		PolicyRef: tpm2.TPM2BDigest{Buffer: policyRef},
+		PolicyRef: tpm2.TPM2BDigest{Buffer: ref},
 	}
 	if err := cmd.Update(calc); err != nil {
 		return nil, fmt.Errorf("compute PolicyAuthorize: %w", err)

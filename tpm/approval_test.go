@@ -128,7 +128,7 @@ func TestApprovalByAnotherKey(t *testing.T) {
 func TestApprovalVoidedByCounter(t *testing.T) {
 	tp := newSim(t)
 	operator := newKey(t)
-	c, err := tp.Counter(0)
+	c, err := tp.Counter(0, &operator.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestApprovalVoidedByCounter(t *testing.T) {
 	if _, err := tp.Unseal(b, image1); err != nil {
 		t.Fatalf("Unseal with image %d's approval at counter %d: %v", v, v, err)
 	}
-	if err := c.Advance(v + 1); err != nil {
+	if err := c.Advance(signAdvance(t, c, operator, v+1)); err != nil {
 		t.Fatal(err)
 	}
 	_, err = tp.Unseal(b, image1)
@@ -160,7 +160,7 @@ func TestApprovalVoidedByCounter(t *testing.T) {
 
 	// Without the counter the TPM refuses the condition, and the error says
 	// the counter is missing rather than past the version.
-	missing := approve(t, tp, operator, []int{7}, c.Index()+1, v+1)
+	missing := approve(t, tp, operator, []int{7}, c.Index()+2, v+1)
 	_, err = tp.Unseal(b, missing)
 	if !errors.Is(err, ErrNotApproved) || !strings.Contains(err.Error(), "cannot be read") {
 		t.Fatalf("Unseal with an approval naming a missing counter: %v, want ErrNotApproved "+
@@ -184,7 +184,7 @@ func TestApprovalPolicyDigestRejectsMalformed(t *testing.T) {
 		{"PCR 30", []PCRValue{{30, val}}},
 	} {
 		a := &Approval{PCRs: tt.pcrs}
-		if _, err := a.PolicyDigest(); err == nil {
+		if _, err := a.PolicyDigest(nil); err == nil {
 			t.Errorf("%s: PolicyDigest succeeded", tt.name)
 		}
 	}

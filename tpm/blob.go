@@ -33,6 +33,9 @@ type Blob struct {
 	// Authority is the PKIX form of the ECDSA P-256 key whose approvals
 	// unseal the blob; empty for a blob sealed to PCRs.
 	Authority []byte `json:"authority,omitempty"`
+	// Base is the anti-rollback counter's base the blob was sealed for
+	// (SealOptions.Base); zero means 1.
+	Base uint64 `json:"base,omitempty"`
 }
 
 // authority returns the blob's authority key, nil if it has none.

@@ -5,9 +5,10 @@
 // Most callers want OpenStore, the keys.Store of the appliance. Open
 // connects to the TPM device (/dev/tpmrm0, else /dev/tpm0), or to a TPM
 // emulator's Unix socket (swtpm) in development; New wraps any go-tpm
-// transport, such as a simulator in tests. TPM.Seal and TPM.Unseal
-// seal a secret of up to 128 bytes; TPM.Counter opens the counter. The
-// package is pure Go: the TPM simulator is linked into its tests only.
+// transport, such as a simulator in tests. TPM.Seal and TPM.Unseal seal a
+// secret of up to 128 bytes; TPM.Counter opens the counter, which only the
+// operator's signed Advance moves. The package is pure Go: the TPM
+// simulator is linked into its tests only.
 //
 // # Keys
 //
@@ -57,9 +58,9 @@
 // still unseal the keys. An approval may therefore name the anti-rollback
 // counter and the image's version: its policy then also requires, by
 // TPM2_PolicyNV, that the counter be at most that version. Once an update
-// is committed, the updater advances the counter to the new version, and
-// every older image's approval stops unsealing. Until then the old slot
-// still opens the keys, as a fallback must.
+// is committed, the operator's signed Advance moves the counter to the new
+// version, and every older image's approval stops unsealing. Until then
+// the old slot still opens the keys, as a fallback must.
 //
 // # The counter
 //
@@ -72,12 +73,47 @@
 // authorisation could then write it back. The price of the counter type:
 // it moves one step per command, so image versions are release sequence
 // numbers (1, 2, 3, ...), not dates, and Counter.Advance refuses steps
-// above MaxAdvance. Counter.Advance refuses to go back with a
-// *RollbackError.
+// above MaxAdvance and, with a *RollbackError, steps back.
 //
-// Two limits remain: a TPM whose counters already ran high starts the
-// counter above 1, and the owner authorisation stays empty, so root on the
-// box can advance the counter (never lower it).
+// The counter belongs to the operator: its authorisation is its own
+// policy, not the owner's (which is empty on the box, so root holds it),
+// and that policy is TPM2_PolicyOR of two branches. The first allows one
+// TPM2_NV_Increment while the index was never written (TPM2_PolicyNvWritten),
+// which is how a new counter comes into use; the second is
+// TPM2_PolicyAuthorize by the operator's key with its own policyRef ("qapi
+// counter advance v1"), and an Advance is the operator's signature over
+// TPM2_PolicyCommandCode(NV_Increment) and TPM2_PolicyNV(counter < the
+// value of the advance's version). So only the operator's advance moves
+// the counter, one step per use, and never past its version, however often
+// it is replayed. Since the operator's key is part of the counter's policy,
+// and so of its name, Counter and the approvals' policies need that key.
+// Root can still delete the counter and define it again, which brings it
+// back only above every value it held: a refusal of service, like deleting
+// the blobs, never a rollback.
+//
+// # Counter base
+//
+// A TPM whose counters ran before (another program's counter, deleted)
+// starts a new counter above 1, at its base. Versions count from the base
+// (version = value - base + 1), and the base is recorded at the NV index
+// after the counter, written once and write-locked. The TPM cannot add:
+// TPM2_PolicyNV compares an index with a constant from the signed policy,
+// and no policy command compares with the sum of a constant and another
+// index, so an approval that holds for every base cannot be written. An
+// approval and an advance therefore name the base (Approval.Base,
+// Advance.Base; 1, the base of a TPM that never had a counter, is the
+// default) and compare the counter with base + version - 1. What makes
+// that sound is the seal: a blob is sealed for its box's base, with the
+// base appended to the approvals' policyRef ("qapi boot approval v1 base
+// N"), so an approval for another base, whose counter values mean other
+// versions, is refused by the TPM. Recording the base in software only
+// would not do: root could claim another base. The record at the NV index
+// serves Read and the first seal; rewriting it cannot reopen keys already
+// sealed. The TPM does not check an advance's base, since an advance for
+// another base moves the counter only up; Counter.Advance does. A fleet of
+// TPMs that never had counters needs one approval per image; a box with
+// another base needs its own, which `qapi tpm counter read` reveals at
+// commissioning.
 //
 // # Sessions
 //
@@ -86,21 +122,38 @@
 // yields the same key, so it needs no persistent handle, and its name
 // identifies the TPM. That name is computed from the public area the TPM
 // returns, the one the sessions are salted to, so a key substituted on the
-// bus fails the comparison with a blob's name. The commands that carry a secret (TPM2_Create going
-// in, TPM2_Unseal coming out) run in sessions salted to the storage root
-// key, with AES-128-CFB parameter encryption, so the secret never crosses
-// the bus in the clear. What the salt cannot stop is an interposer already
-// on the bus at the first seal, answering with a key of its own: nothing
-// yet checks the storage root key against the TPM's endorsement key
-// certificate.
+// bus fails the comparison with a blob's name. The commands that carry a
+// secret (TPM2_Create going in, TPM2_Unseal coming out) run in sessions
+// salted to the storage root key, with AES-128-CFB parameter encryption,
+// so the secret never crosses the bus in the clear.
+//
+// # Endorsement
+//
+// What the salt cannot stop alone is an interposer already on the bus at
+// the first seal, answering with a storage root key of its own.
+// TPM.CheckEndorsement closes that gap where the manufacturer provisioned
+// an endorsement key (EK) certificate, at NV index 0x01c0000a (ECC) or
+// 0x01c00002 (RSA): it verifies the certificate against the manufacturers'
+// roots the caller trusts, compares the certificate's key with the EK the
+// TPM creates, and then proves the storage root key resident in that same
+// TPM by credential activation: a secret encrypted here to the EK for the
+// storage root key's name comes back only from the TPM holding both. The
+// storage root key is a decryption key and cannot be certified by a
+// signature, and the EK cannot sign either; activation is the TPM's own
+// way to relate the two. OpenStore runs the check before its first seal
+// when StoreOptions.EKRoots is set, and seals nothing if it fails; a TPM
+// without an EK certificate (some firmware TPMs, swtpm unless set up with
+// one) fails it unless StoreOptions.EKOptional is set. After the first
+// seal the blobs' storage root key name does the same work at every
+// unseal.
 //
 // # The blob format
 //
 // A Blob is a JSON file (format 1) holding: the storage root key's name;
 // the sealed object's TPM2B_PUBLIC and TPM2B_PRIVATE; its policy digest;
 // and either the expected SHA-256 values of the sealed PCRs, or the PKIX
-// form of the authority's key. Nothing in it is secret. It is written
-// atomically with mode 0600.
+// form of the authority's key and the counter base it was sealed for.
+// Nothing in it is secret. It is written atomically with mode 0600.
 //
 // # Errors
 //
@@ -112,8 +165,10 @@
 // the current ones before asking the TPM; *OtherTPMError (ErrOtherTPM) says
 // "sealed by another TPM" when the blob's storage root key name is not this
 // TPM's; *RollbackError (ErrRollback) refuses a lower counter value.
+// ErrNoEKCertificate and ErrEndorsement report the endorsement check.
 // ErrNotApproved means a missing approval, or one the authority did not
-// sign, or one the counter has voided; ErrDevMode answers OpenStore's
+// sign, or one for another counter base, or one the counter has voided, or
+// an advance the authority did not sign; ErrDevMode answers OpenStore's
 // development mode.
 //
 // The sealed objects carry no password (policy only, and noDA), so a

@@ -27,6 +27,12 @@ var (
 	// ErrNotApproved: the approval is missing, or not signed by the
 	// authority the blob was sealed to.
 	ErrNotApproved = errors.New("boot state not approved by the authority")
+	// ErrNoEKCertificate: the TPM holds no endorsement key certificate, so
+	// CheckEndorsement cannot check it.
+	ErrNoEKCertificate = errors.New("no endorsement key certificate in the TPM")
+	// ErrEndorsement: the storage root key failed the check against the
+	// endorsement key certificate.
+	ErrEndorsement = errors.New("TPM endorsement check failed")
 	// ErrDevMode: OpenStore was asked for development mode, which this
 	// package does not implement; use keys.FileStore.
 	ErrDevMode = errors.New("development mode: keys are not sealed by a TPM, use keys.FileStore")

@@ -23,6 +23,10 @@ type SealOptions struct {
 	// P-256 key instead: the blob unseals in any boot state the authority
 	// approved (see Approval), and PCRs is ignored.
 	Authority *ecdsa.PublicKey
+	// Base is the anti-rollback counter's base on this TPM (Counter.Base;
+	// zero means 1). A blob sealed to an authority unseals only with
+	// approvals for the same base.
+	Base uint64
 }
 
 // Seal seals secret (at most MaxSecret bytes) under the storage root key.
@@ -38,10 +42,11 @@ func (t *TPM) Seal(secret []byte, opts SealOptions) (*Blob, error) {
 
 	b := &Blob{Format: blobFormat}
 	if opts.Authority != nil {
-		policy, err := authorizePolicy(opts.Authority)
+		policy, err := authorizePolicy(opts.Authority, opts.Base)
 		if err != nil {
 			return nil, fmt.Errorf("seal: %w", err)
 		}
+		b.Base = opts.Base
 		der, err := x509.MarshalPKIXPublicKey(opts.Authority)
 		if err != nil {
 			return nil, fmt.Errorf("seal: encode the authority key: %w", err)
@@ -131,6 +136,12 @@ func (t *TPM) Unseal(b *Blob, a *Approval) ([]byte, error) {
 			return nil, fmt.Errorf("unseal: %w: the secret is sealed to an authority "+
 				"and no approval of this boot state was given", ErrNotApproved)
 		}
+		if baseOf(a.Base) != baseOf(b.Base) {
+			return nil, fmt.Errorf("unseal: %w: the approval is for boxes whose "+
+				"anti-rollback counter has base %d, and this box's keys were sealed for "+
+				"base %d; install the operator's approval for base %d", ErrNotApproved,
+				baseOf(a.Base), baseOf(b.Base), baseOf(b.Base))
+		}
 		if err := a.Verify(authority); err != nil {
 			return nil, fmt.Errorf("unseal: %w", err)
 		}
@@ -219,10 +230,11 @@ func (t *TPM) unseal(b *Blob, authority *ecdsa.PublicKey, a *Approval) ([]byte, 
 func (t *TPM) policyAuthorize(sess tpm2.Session, authority *ecdsa.PublicKey,
 	a *Approval) error {
 	if a.Counter != 0 {
-		cmd, err := a.policyNV(sess)
+		cmd, err := a.policyNV(authority)
 		if err != nil {
 			return err
 		}
+		cmd.PolicySession = sess.Handle()
 		if _, err := cmd.Execute(t.t); err != nil {
 			if errors.Is(err, tpm2.TPMRCPolicy) || errors.Is(err, tpm2.TPMRCHandle) {
 				return a.voided(t, err)
@@ -231,17 +243,40 @@ func (t *TPM) policyAuthorize(sess tpm2.Session, authority *ecdsa.PublicKey,
 		}
 	}
 
-	policy, digest, err := a.signedDigest()
+	policy, digest, err := a.signedDigest(authority)
 	if err != nil {
 		return err
 	}
-	sig, err := tpmSignature(a.Signature)
+	key, ticket, err := t.verifyTicket(authority, digest, a.Signature)
 	if err != nil {
 		return err
+	}
+	defer t.flush(key.Handle)
+	_, err = tpm2.PolicyAuthorize{
+		PolicySession:  sess.Handle(),
+		ApprovedPolicy: tpm2.TPM2BDigest{Buffer: policy},
+		PolicyRef:      tpm2.TPM2BDigest{Buffer: approvalRef(a.Base)},
+		KeySign:        key.Name,
+		CheckTicket:    ticket,
+	}.Execute(t.t)
+	if err != nil {
+		return fmt.Errorf("PolicyAuthorize: %w", err)
+	}
+	return nil
+}
+
+// verifyTicket loads the authority's key and has the TPM verify sig over
+// digest, returning the loaded key, which the caller flushes, and the
+// ticket TPM2_PolicyAuthorize takes.
+func (t *TPM) verifyTicket(authority *ecdsa.PublicKey, digest,
+	sig []byte) (tpm2.NamedHandle, tpm2.TPMTTKVerified, error) {
+	tsig, err := tpmSignature(sig)
+	if err != nil {
+		return tpm2.NamedHandle{}, tpm2.TPMTTKVerified{}, err
 	}
 	pub, err := authorityPublic(authority)
 	if err != nil {
-		return err
+		return tpm2.NamedHandle{}, tpm2.TPMTTKVerified{}, err
 	}
 	// The owner hierarchy, not the null one: only a key of a real hierarchy
 	// gets a verification ticket TPM2_PolicyAuthorize accepts.
@@ -250,42 +285,35 @@ func (t *TPM) policyAuthorize(sess tpm2.Session, authority *ecdsa.PublicKey,
 		Hierarchy: tpm2.TPMRHOwner,
 	}.Execute(t.t)
 	if err != nil {
-		return fmt.Errorf("load the authority key: %w", err)
+		return tpm2.NamedHandle{}, tpm2.TPMTTKVerified{},
+			fmt.Errorf("load the authority key: %w", err)
 	}
-	defer t.flush(key.ObjectHandle)
+	h := tpm2.NamedHandle{Handle: key.ObjectHandle, Name: key.Name}
 	ver, err := tpm2.VerifySignature{
-		KeyHandle: tpm2.NamedHandle{Handle: key.ObjectHandle, Name: key.Name},
+		KeyHandle: h,
 		Digest:    tpm2.TPM2BDigest{Buffer: digest},
-		Signature: sig,
+		Signature: tsig,
 	}.Execute(t.t)
 	if err != nil {
-		return fmt.Errorf("%w: the TPM rejects the approval's signature: %v",
-			ErrNotApproved, err)
+		t.flush(key.ObjectHandle)
+		return tpm2.NamedHandle{}, tpm2.TPMTTKVerified{}, fmt.Errorf("%w: the TPM rejects "+
+			"the authority's signature: %v", ErrNotApproved, err)
 	}
-	_, err = tpm2.PolicyAuthorize{
-		PolicySession:  sess.Handle(),
-		ApprovedPolicy: tpm2.TPM2BDigest{Buffer: policy},
-		PolicyRef:      tpm2.TPM2BDigest{Buffer: policyRef},
-		KeySign:        key.Name,
-		CheckTicket:    ver.Validation,
-	}.Execute(t.t)
-	if err != nil {
-		return fmt.Errorf("PolicyAuthorize: %w", err)
-	}
-	return nil
+	return h, ver.Validation, nil
 }
 
 // voided explains the TPM's refusal of a's counter condition: the counter
 // is past a's version (saying where it is, so that the operator can tell
-// an old image from a counter that started high), or it is missing.
+// an old image from a counter of another base), or it is missing.
 func (a *Approval) voided(t *TPM, err error) error {
-	c := &Counter{t: t, index: tpm2.TPMHandle(a.Counter)}
-	v, rerr := c.read()
-	if rerr != nil {
+	raw, rerr := readUint64(t, tpm2.TPMHandle(a.Counter))
+	base, berr := readUint64(t, tpm2.TPMHandle(a.Counter+1))
+	if rerr != nil || berr != nil || base == 0 || raw < base {
 		return fmt.Errorf("%w: the approval is for version %d and needs the anti-rollback "+
 			"counter %#x, which cannot be read: %v (%v)", ErrNotApproved, a.Version,
-			a.Counter, rerr, err)
+			a.Counter, errors.Join(rerr, berr), err)
 	}
+	v := raw - base + 1
 	return fmt.Errorf("%w: the approval is for version %d, and the anti-rollback "+
 		"counter %#x is at %d: this box boots version %d or later only: %v",
 		ErrNotApproved, a.Version, a.Counter, v, v, err)

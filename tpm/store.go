@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,6 +30,16 @@ type StoreOptions struct {
 	Authority *ecdsa.PublicKey
 	Approval  *Approval
 	PCRs      []int
+	// EKRoots, when set, are the TPM manufacturers' root certificates,
+	// and EKIntermediates their intermediate ones: before sealing its
+	// first key the store checks the storage root key against the TPM's
+	// endorsement key certificate (TPM.CheckEndorsement) and seals
+	// nothing if the check fails (clause 6.2.3). A TPM without an EK
+	// certificate fails it too, unless EKOptional is set; then it is
+	// trusted unchecked, and a caller that wants to say so calls
+	// CheckEndorsement itself.
+	EKRoots, EKIntermediates *x509.CertPool
+	EKOptional               bool
 }
 
 // Store is the security server's keys.Store on the appliance: each key is
@@ -43,6 +54,8 @@ type Store struct {
 	dir   string
 	opts  StoreOptions
 	keys  map[keys.Purpose]any
+	// endorsed is set once the endorsement check passed.
+	endorsed bool
 }
 
 var _ keys.Store = (*Store)(nil)
@@ -149,6 +162,13 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 		return nil, fmt.Errorf("read the %s key: %w", p, err)
 	}
 
+	if err := s.checkEndorsement(); err != nil {
+		return nil, fmt.Errorf("seal the new %s key: %w", p, err)
+	}
+	opts, err := s.sealOptions()
+	if err != nil {
+		return nil, fmt.Errorf("seal the new %s key: %w", p, err)
+	}
 	secret, err := generate()
 	if err != nil {
 		return nil, fmt.Errorf("generate the %s key: %w", p, err)
@@ -157,7 +177,7 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 	if err != nil {
 		return nil, fmt.Errorf("generate the %s key: %w", p, err)
 	}
-	b, err := s.t.Seal(secret, SealOptions{PCRs: s.opts.PCRs, Authority: s.opts.Authority})
+	b, err := s.t.Seal(secret, opts)
 	if err != nil {
 		return nil, fmt.Errorf("seal the new %s key: %w", p, err)
 	}
@@ -180,6 +200,40 @@ func (s *Store) get(p keys.Purpose, generate func() ([]byte, error),
 	}
 	s.keys[p] = k
 	return k, nil
+}
+
+// checkEndorsement runs the check of StoreOptions.EKRoots once.
+func (s *Store) checkEndorsement() error {
+	if s.opts.EKRoots == nil || s.endorsed {
+		return nil
+	}
+	_, err := s.t.CheckEndorsement(s.opts.EKRoots, s.opts.EKIntermediates)
+	if err != nil && !(s.opts.EKOptional && errors.Is(err, ErrNoEKCertificate)) {
+		return err
+	}
+	s.endorsed = true
+	return nil
+}
+
+// sealOptions are the options new keys are sealed with. Keys sealed to an
+// authority are sealed for the base of this TPM's anti-rollback counter
+// when the approval names one, which opens the counter (defining it on a
+// new box), and else for the approval's base.
+func (s *Store) sealOptions() (SealOptions, error) {
+	opts := SealOptions{PCRs: s.opts.PCRs, Authority: s.opts.Authority}
+	a := s.opts.Approval
+	if opts.Authority == nil || a == nil {
+		return opts, nil
+	}
+	opts.Base = a.Base
+	if a.Counter != 0 {
+		c, err := s.t.Counter(a.Counter, opts.Authority)
+		if err != nil {
+			return SealOptions{}, err
+		}
+		opts.Base = c.Base()
+	}
+	return opts, nil
 }
 
 // unsealFile unseals and caches the key of p from the blob at path.

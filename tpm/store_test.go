@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +123,50 @@ func TestStoreAfterUpdate(t *testing.T) {
 	}
 	if !got.Public().(*ecdsa.PublicKey).Equal(sign) {
 		t.Fatal("the updated image got another signing key")
+	}
+}
+
+// Clause 6.2.3: on a TPM whose counter starts above 1, the store seals its
+// keys for the counter's base, so the image's approval must name that base.
+func TestStoreSealsForCounterBase(t *testing.T) {
+	tp := newSim(t)
+	dir := t.TempDir()
+	operator := newKey(t)
+	raiseCounters(t, tp, 9)
+	c, err := tp.Counter(0, &operator.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval := func(base uint64) *Approval {
+		a := approve(t, tp, operator, []int{7}, c.Index(), 1)
+		a.Base = base
+		if err := a.Sign(operator); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+
+	opts := StoreOptions{Authority: &operator.PublicKey, Approval: approval(1)}
+	_, err = openStore(t, tp, dir, opts).Signer(keys.Signing)
+	if !errors.Is(err, ErrNotApproved) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("approval for base %d", c.Base())) {
+		t.Fatalf("Signer with an approval for base 1 on a counter of base %d: %v, want "+
+			"ErrNotApproved naming the base", c.Base(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "signing.sealed")); err == nil {
+		t.Fatal("a key that does not unseal was stored")
+	}
+
+	opts.Approval = approval(c.Base())
+	if _, err := openStore(t, tp, dir, opts).Signer(keys.Signing); err != nil {
+		t.Fatalf("Signer with an approval for the counter's base: %v", err)
+	}
+	b, err := ReadBlobFile(filepath.Join(dir, "signing.sealed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Base != c.Base() {
+		t.Errorf("the blob is sealed for base %d, want %d", b.Base, c.Base())
 	}
 }
 

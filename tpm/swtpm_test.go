@@ -81,7 +81,7 @@ func TestSwtpm(t *testing.T) {
 	operator := newKey(t)
 	tp := startSwtpm(t, bin, dir)
 
-	c, err := tp.Counter(0)
+	c, err := tp.Counter(0, &operator.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestSwtpm(t *testing.T) {
 	// Power cycle: the same TPM state, in a new process.
 	tp.stop()
 	tp = startSwtpm(t, bin, dir)
-	if c, err = tp.Counter(0); err != nil {
+	if c, err = tp.Counter(0, &operator.PublicKey); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := c.Read(); err != nil || got != v {
@@ -128,7 +128,7 @@ func TestSwtpm(t *testing.T) {
 	if got, err := tp.Unseal(plain, nil); err != nil || string(got) != "plain" {
 		t.Fatalf("Unseal after a power cycle = %q, %v", got, err)
 	}
-	if err := c.Advance(v + 1); err != nil {
+	if err := c.Advance(signAdvance(t, c, operator, v+1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tp.Unseal(authorized, approval(v)); !errors.Is(err, ErrNotApproved) {
@@ -137,7 +137,7 @@ func TestSwtpm(t *testing.T) {
 	if _, err := tp.Unseal(authorized, approval(v+1)); err != nil {
 		t.Fatalf("Unseal with the current approval: %v", err)
 	}
-	if err := c.Advance(v); !errors.Is(err, ErrRollback) {
+	if err := c.Advance(signAdvance(t, c, operator, v)); !errors.Is(err, ErrRollback) {
 		t.Fatalf("Advance backwards: %v, want ErrRollback", err)
 	}
 	if err := tp.ExtendPCR(7, sha256.Sum256([]byte("x"))); err != nil {
@@ -169,7 +169,7 @@ func TestSwtpm(t *testing.T) {
 	if got, err := dev.SRKName(); err != nil || !bytes.Equal(got, name1) {
 		t.Fatalf("through Open the storage root key is %x, %v; want %x", got, err, name1)
 	}
-	dc, err := dev.Counter(0)
+	dc, err := dev.Counter(0, &operator.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}

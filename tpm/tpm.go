@@ -51,8 +51,6 @@ type srk struct {
 	public tpm2.TPMTPublic
 }
 
-// TODO: check the storage root key against the endorsement key certificate at the first seal.
-
 // loadSRK creates the storage root key: the owner hierarchy's primary key
 // from the TCG ECC P-256 template. The same seed always yields the same key,
 // so it needs no persistent handle and its name identifies this TPM (and

@@ -18,23 +18,31 @@ import (
 
 func init() {
 	register("tpm", command{
-		summary: "TPM diagnostics: qapi tpm status|pcrs|seal|unseal|approve|counter",
-		run:     runTPM,
+		summary: "TPM diagnostics: qapi tpm " +
+			"status|endorsement|pcrs|seal|unseal|approve|advance|counter",
+		run: runTPM,
 	})
 }
 
 const tpmUsage = `usage:
   qapi tpm status [-device PATH]               vendor, storage root key, lockout state
+  qapi tpm endorsement -roots PEM [-intermediates PEM] [-device PATH]
+                                               check the storage root key against
+                                               the endorsement key certificate
   qapi tpm pcrs [-device PATH] [-pcrs 0,7]     the SHA-256 PCR values
-  qapi tpm seal [-device PATH] [-pcrs 7 | -authority PEM] -out BLOB SECRETFILE
+  qapi tpm seal [-device PATH] [-pcrs 7 | -authority PEM [-base B]] -out BLOB SECRETFILE
   qapi tpm unseal [-device PATH] [-approval JSON] -out FILE BLOB
   qapi tpm approve -key PEM [-device PATH] [-pcrs 7] [-pcr 7=HEX ...]
-                   [-version N [-counter INDEX]] -out JSON
-  qapi tpm counter [-device PATH] [-index INDEX] read | advance VERSION
+                   [-version N [-counter INDEX]] [-base B] -out JSON
+  qapi tpm advance -key PEM -version N [-counter INDEX] [-base B] -out JSON
+  qapi tpm counter -authority PEM [-device PATH] [-index INDEX] read | advance JSON
 
 -device defaults to /dev/tpmrm0, then /dev/tpm0. approve signs, with the
 operator's key, an approval of the given PCR values (-pcr) or of this TPM's
-current ones (-pcrs); -version binds it to the anti-rollback counter.`
+current ones (-pcrs); -version binds it to the anti-rollback counter.
+advance signs the order that moves the counter to -version; only the
+operator's key (-authority on the box) moves it. -base is the counter's
+value at version 1 on the boxes meant (1 unless counter read says other).`
 
 func runTPM(args []string) int {
 	if len(args) == 0 {
@@ -50,9 +58,12 @@ func runTPM(args []string) int {
 	approvalFile := fs.String("approval", "", "approval JSON `file`")
 	out := fs.String("out", "", "output `file`")
 	keyFile := fs.String("key", "", "PEM `file` of the operator's private key")
+	roots := fs.String("roots", "", "PEM `file` of the TPM manufacturers' root certificates")
+	inter := fs.String("intermediates", "", "PEM `file` of their intermediate certificates")
 	version := fs.Uint64("version", 0, "image `version` the approval is for")
 	index := fs.String("index", "", "NV `index` of the counter (default 0x01005141)")
 	counterFlag := fs.String("counter", "", "NV `index` of the counter an approval names")
+	base := fs.Uint64("base", 0, "the counter's `base` on the boxes meant (0 means 1)")
 	var given []tpm.PCRValue
 	fs.Func("pcr", "approve `N=HEX`: PCR N's expected SHA-256 value", func(s string) error {
 		v, err := tpmParsePCRValue(s)
@@ -67,20 +78,30 @@ func runTPM(args []string) int {
 		return tpmFail(sub, err)
 	}
 
-	// approve may run on the operator's machine, without a TPM.
-	if sub == "approve" {
-		err := tpmApprove(*keyFile, *out, *device, pcrs, given, *version, *counterFlag)
+	// approve and advance may run on the operator's machine, without a TPM.
+	switch sub {
+	case "approve":
+		err := tpmApprove(*keyFile, *out, *device, pcrs, given, *version, *counterFlag, *base)
 		if err != nil {
+			return tpmFail(sub, err)
+		}
+		return 0
+	case "advance":
+		if err := tpmSignAdvance(*keyFile, *out, *version, *counterFlag, *base); err != nil {
 			return tpmFail(sub, err)
 		}
 		return 0
 	}
 
 	switch sub {
-	case "status", "pcrs", "seal", "unseal", "counter":
+	case "status", "endorsement", "pcrs", "seal", "unseal", "counter":
 	default:
 		fmt.Fprintf(os.Stderr, "qapi tpm: unknown subcommand %q\n\n%s\n", sub, tpmUsage)
 		return 2
+	}
+	if sub == "endorsement" && *roots == "" {
+		return tpmFail(sub, errors.New("give -roots PEM, the TPM manufacturers' root "+
+			"certificates"))
 	}
 	t, err := tpmOpen(*device)
 	if err != nil {
@@ -91,14 +112,16 @@ func runTPM(args []string) int {
 	switch sub {
 	case "status":
 		err = tpmStatus(t)
+	case "endorsement":
+		err = tpmEndorsement(t, *roots, *inter)
 	case "pcrs":
 		err = tpmPCRs(t, pcrs)
 	case "seal":
-		err = tpmSeal(t, fs.Args(), *out, pcrs, *authority)
+		err = tpmSeal(t, fs.Args(), *out, pcrs, *authority, *base)
 	case "unseal":
 		err = tpmUnseal(t, fs.Args(), *out, *approvalFile)
 	case "counter":
-		err = tpmCounter(t, fs.Args(), *index)
+		err = tpmCounter(t, fs.Args(), *index, *authority)
 	}
 	if err != nil {
 		return tpmFail(sub, err)
@@ -127,6 +150,41 @@ func tpmStatus(t *tpm.TPM) error {
 	return nil
 }
 
+func tpmEndorsement(t *tpm.TPM, roots, intermediates string) error {
+	r, err := tpmReadCertPool(roots)
+	if err != nil {
+		return err
+	}
+	var i *x509.CertPool
+	if intermediates != "" {
+		if i, err = tpmReadCertPool(intermediates); err != nil {
+			return err
+		}
+	}
+	e, err := t.CheckEndorsement(r, i)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("endorsement key certificate  issuer %q, serial %s\n",
+		e.Certificate.Issuer.String(), e.Certificate.SerialNumber)
+	fmt.Printf("root                         %q\n", e.Chain[len(e.Chain)-1].Subject.String())
+	fmt.Printf("storage root key             %x (resident in the endorsed TPM)\n", e.SRKName)
+	return nil
+}
+
+// tpmReadCertPool reads the PEM certificates of file.
+func tpmReadCertPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return p, nil
+}
+
 func tpmPCRs(t *tpm.TPM, pcrs []int) error {
 	vals, err := t.ReadPCRs(pcrs)
 	if err != nil {
@@ -138,7 +196,8 @@ func tpmPCRs(t *tpm.TPM, pcrs []int) error {
 	return nil
 }
 
-func tpmSeal(t *tpm.TPM, args []string, out string, pcrs []int, authority string) error {
+func tpmSeal(t *tpm.TPM, args []string, out string, pcrs []int, authority string,
+	base uint64) error {
 	if len(args) != 1 || out == "" {
 		return errors.New("name the secret file and -out BLOB")
 	}
@@ -146,7 +205,7 @@ func tpmSeal(t *tpm.TPM, args []string, out string, pcrs []int, authority string
 	if err != nil {
 		return err
 	}
-	opts := tpm.SealOptions{PCRs: pcrs}
+	opts := tpm.SealOptions{PCRs: pcrs, Base: base}
 	if authority != "" {
 		if opts.Authority, err = tpmReadPublicKey(authority); err != nil {
 			return err
@@ -193,7 +252,7 @@ func tpmUnseal(t *tpm.TPM, args []string, out, approvalFile string) error {
 }
 
 func tpmApprove(keyFile, out, device string, pcrs []int, given []tpm.PCRValue,
-	version uint64, counter string) error {
+	version uint64, counter string, base uint64) error {
 	if keyFile == "" || out == "" {
 		return errors.New("give -key PEM and -out JSON")
 	}
@@ -201,13 +260,10 @@ func tpmApprove(keyFile, out, device string, pcrs []int, given []tpm.PCRValue,
 	if err != nil {
 		return err
 	}
-	a := &tpm.Approval{PCRs: given, Version: version}
+	a := &tpm.Approval{PCRs: given, Version: version, Base: base}
 	if version != 0 {
-		a.Counter = tpm.DefaultCounterIndex
-		if counter != "" {
-			if a.Counter, err = tpmParseIndex(counter); err != nil {
-				return err
-			}
+		if a.Counter, err = tpmCounterIndex(counter); err != nil {
+			return err
 		}
 	}
 	if len(given) == 0 {
@@ -231,7 +287,37 @@ func tpmApprove(keyFile, out, device string, pcrs []int, given []tpm.PCRValue,
 	return os.WriteFile(out, append(data, '\n'), 0o644)
 }
 
-func tpmCounter(t *tpm.TPM, args []string, index string) error {
+// tpmCounterIndex parses -counter, DefaultCounterIndex if empty.
+func tpmCounterIndex(s string) (uint32, error) {
+	if s == "" {
+		return tpm.DefaultCounterIndex, nil
+	}
+	return tpmParseIndex(s)
+}
+
+func tpmSignAdvance(keyFile, out string, version uint64, counter string, base uint64) error {
+	if keyFile == "" || out == "" || version == 0 {
+		return errors.New("give -key PEM, -version N and -out JSON")
+	}
+	key, err := tpmReadPrivateKey(keyFile)
+	if err != nil {
+		return err
+	}
+	a := &tpm.Advance{Version: version, Base: base}
+	if a.Counter, err = tpmCounterIndex(counter); err != nil {
+		return err
+	}
+	if err := a.Sign(key); err != nil {
+		return err
+	}
+	data, err := tpm.MarshalAdvance(a)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, append(data, '\n'), 0o644)
+}
+
+func tpmCounter(t *tpm.TPM, args []string, index, authority string) error {
 	var idx uint32
 	if index != "" {
 		var err error
@@ -240,20 +326,32 @@ func tpmCounter(t *tpm.TPM, args []string, index string) error {
 		}
 	}
 	if len(args) == 0 || args[0] == "advance" && len(args) != 2 {
-		return errors.New("say read, or advance VERSION")
+		return errors.New("say read, or advance JSON (the operator's signed advance)")
 	}
-	c, err := t.Counter(idx)
+	if authority == "" {
+		return errors.New("give -authority PEM, the operator's public key: the counter " +
+			"is the operator's, and only the operator's signed advance moves it")
+	}
+	key, err := tpmReadPublicKey(authority)
+	if err != nil {
+		return err
+	}
+	c, err := t.Counter(idx, key)
 	if err != nil {
 		return err
 	}
 	switch args[0] {
 	case "read":
 	case "advance":
-		v, err := strconv.ParseUint(args[1], 10, 64)
+		data, err := os.ReadFile(args[1])
 		if err != nil {
-			return fmt.Errorf("version %q is not a number", args[1])
+			return err
 		}
-		if err := c.Advance(v); err != nil {
+		adv, err := tpm.ParseAdvance(data)
+		if err != nil {
+			return err
+		}
+		if err := c.Advance(adv); err != nil {
 			return err
 		}
 	default:
@@ -263,8 +361,8 @@ func tpmCounter(t *tpm.TPM, args []string, index string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("anti-rollback counter %#x: %d (the lowest image version this box boots)\n",
-		c.Index(), v)
+	fmt.Printf("anti-rollback counter %#x: %d (the lowest image version this box boots); "+
+		"base %d\n", c.Index(), v, c.Base())
 	return nil
 }
 

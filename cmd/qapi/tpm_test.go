@@ -5,7 +5,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,6 +91,15 @@ func TestTPMCommand(t *testing.T) {
 		t.Fatalf("qapi tpm status = %d, %q, %q", code, out, errs)
 	}
 
+	// swtpm, set up without an EK certificate, has nothing to check.
+	roots := filepath.Join(dir, "roots.pem")
+	os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
+		Bytes: tpmTestRoot(t)}), 0o644)
+	if code, _, errs := tpmRun(t, "endorsement", "-device", dev, "-roots", roots); code != 1 ||
+		!strings.Contains(errs, "no endorsement key certificate") {
+		t.Errorf("qapi tpm endorsement on swtpm = %d, %q; want no certificate", code, errs)
+	}
+
 	blob := filepath.Join(dir, "secret.sealed")
 	if code, _, errs := tpmRun(t, "seal", "-device", dev, "-pcrs", "0,7", "-out", blob,
 		secret); code != 0 {
@@ -140,17 +151,65 @@ func TestTPMCommand(t *testing.T) {
 		t.Fatalf("qapi tpm unseal -approval = %d: %s", code, errs)
 	}
 
-	if code, out, errs := tpmRun(t, "counter", "-device", dev, "advance", "3"); code != 0 ||
-		!strings.Contains(out, ": 3 ") {
+	// The counter moves only by the operator's signed advance.
+	if code, _, errs := tpmRun(t, "counter", "-device", dev, "read"); code != 1 ||
+		!strings.Contains(errs, "-authority") {
+		t.Errorf("qapi tpm counter read without -authority = %d, %q; want a refusal", code,
+			errs)
+	}
+	advance := func(version string, key string) string {
+		t.Helper()
+		out := filepath.Join(dir, "advance-"+version+".json")
+		if code, _, errs := tpmRun(t, "advance", "-key", key, "-version", version,
+			"-out", out); code != 0 {
+			t.Fatalf("qapi tpm advance -version %s = %d: %s", version, code, errs)
+		}
+		return out
+	}
+	intruder, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipriv, _ := x509.MarshalPKCS8PrivateKey(intruder)
+	intruderKey := filepath.Join(dir, "intruder.key")
+	os.WriteFile(intruderKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY",
+		Bytes: ipriv}), 0o600)
+	if code, _, errs := tpmRun(t, "counter", "-device", dev, "-authority", pubFile, "advance",
+		advance("5", intruderKey)); code != 1 || !strings.Contains(errs, "not approved") {
+		t.Errorf("qapi tpm counter advance by another key = %d, %q; want a refusal", code,
+			errs)
+	}
+	if code, out, errs := tpmRun(t, "counter", "-device", dev, "-authority", pubFile,
+		"advance", advance("3", keyFile)); code != 0 || !strings.Contains(out, ": 3 ") ||
+		!strings.Contains(out, "base 1") {
 		t.Fatalf("qapi tpm counter advance 3 = %d, %q, %q", code, out, errs)
 	}
-	code, _, errs := tpmRun(t, "counter", "-device", dev, "advance", "2")
+	code, _, errs := tpmRun(t, "counter", "-device", dev, "-authority", pubFile, "advance",
+		advance("2", keyFile))
 	if code != 1 || !strings.Contains(errs, "refuses to move back") {
 		t.Errorf("qapi tpm counter advance 2 = %d, %q; want a refusal", code, errs)
 	}
-	if code, out, _ := tpmRun(t, "counter", "-device", dev, "read"); code != 0 ||
-		!strings.Contains(out, ": 3 ") {
+	if code, out, _ := tpmRun(t, "counter", "-device", dev, "-authority", pubFile,
+		"read"); code != 0 || !strings.Contains(out, ": 3 ") {
 		t.Errorf("qapi tpm counter read = %d, %q; want 3", code, out)
+	}
+
+	// An approval of version 2 no longer opens the keys; one of 3 does.
+	for _, tt := range []struct {
+		version string
+		ok      bool
+	}{{"2", false}, {"3", true}} {
+		approval := filepath.Join(dir, "approval-"+tt.version+".json")
+		if code, _, errs := tpmRun(t, "approve", "-device", dev, "-key", keyFile, "-pcrs", "7",
+			"-version", tt.version, "-out", approval); code != 0 {
+			t.Fatalf("qapi tpm approve -version %s = %d: %s", tt.version, code, errs)
+		}
+		code, _, errs := tpmRun(t, "unseal", "-device", dev, "-approval", approval, "-out",
+			filepath.Join(dir, "v"+tt.version), ablob)
+		if (code == 0) != tt.ok {
+			t.Errorf("qapi tpm unseal with version %s's approval at version 3 = %d, %q",
+				tt.version, code, errs)
+		}
 	}
 }
 
@@ -165,7 +224,34 @@ func TestTPMCommandWithoutTPM(t *testing.T) {
 		!strings.Contains(errs, `unknown subcommand "nosuch"`) {
 		t.Errorf("qapi tpm nosuch = %d, %q; want the usage", code, errs)
 	}
+	if code, _, errs := tpmRun(t, "endorsement", "-device", missing); code != 1 ||
+		!strings.Contains(errs, "-roots") {
+		t.Errorf("qapi tpm endorsement without -roots = %d, %q", code, errs)
+	}
 	if code, _, _ := tpmRun(t, "pcrs", "-pcrs", "7,x"); code != 1 {
 		t.Error("-pcrs 7,x was accepted")
 	}
+}
+
+// tpmTestRoot returns a self-signed CA certificate, standing in for a TPM
+// manufacturer's root.
+func tpmTestRoot(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "TPM maker root"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
