@@ -293,7 +293,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // runningConf is the global configuration of the running server, for the
 // management API, which starts before the server. Until the server runs it
 // has none, and the API fetches the configuration its anchor names.
-type runningConf struct{ srv *atomic.Pointer[server.Server] }
+type runningConf struct {
+	srv *atomic.Pointer[server.Server]
+}
 
 func (r runningConf) Current() (*globalconf.Conf, error) {
 	if srv := r.srv.Load(); srv != nil {
