@@ -695,9 +695,8 @@ func permFile(t *testing.T, img string, tab *gpt.Table, path string) string {
 // (from the ones it reserves); the appliance comes up on it and makes and
 // seals its keys there. After the power button, e2fsck finds the file
 // system sound and filling the partition, and the sealed keys and the
-// logs are on it.
-//
-// TODO: no boot test reboots a machine whose perm was formatted.
+// logs are on it. Booted again, the machine neither formats nor grows perm
+// and unseals the same keys.
 func TestBootFormatsPerm(t *testing.T) {
 	testenv.Short(t, "boots QEMU")
 	needBuildTools(t)
@@ -741,7 +740,7 @@ func TestBootFormatsPerm(t *testing.T) {
 
 	v := boot(t, "format", c.Output, vars, tpmState)
 	h := v.health(bootTimeout)
-	if h.status != 200 || h.KeyMode != "tpm" || !h.CreatedNow {
+	if h.status != 200 || h.KeyMode != "tpm" || !h.CreatedNow || h.Signing == "" {
 		t.Fatalf("boot on a formatted perm: /healthz %d %+v; want 200, tpm keys created "+
 			"this boot", h.status, h)
 	}
@@ -808,4 +807,20 @@ func TestBootFormatsPerm(t *testing.T) {
 		t.Errorf("/perm/log/qapi-firstboot.log on the formatted perm lacks the first "+
 			"boot:\n%s", log)
 	}
+
+	v = boot(t, "format-reboot", c.Output, vars, tpmState)
+	again := v.health(bootTimeout)
+	if again.status != 200 || again.CreatedNow || again.Signing != h.Signing ||
+		again.Auth != h.Auth {
+		t.Fatalf("reboot after formatting: /healthz %d %+v; want the first boot's keys "+
+			"%s, %s", again.status, again, h.Signing, h.Auth)
+	}
+	for _, said := range []string{"PERM FORMATTED", "grew the perm file system",
+		"PERM HAS NO FILE SYSTEM"} {
+		if strings.Contains(v.console(), said) {
+			t.Errorf("the reboot after formatting says %q: perm was touched again", said)
+		}
+	}
+	t.Logf("reboot after formatting: first answered request %v after QEMU start, "+
+		"same keys", again.firstAnswer.Round(100*time.Millisecond))
 }
