@@ -145,7 +145,11 @@
 // without an EK certificate (some firmware TPMs, swtpm unless set up with
 // one) fails it unless StoreOptions.EKOptional is set. After the first
 // seal the blobs' storage root key name does the same work at every
-// unseal.
+// unseal. The check is tested against the simulator with a certificate
+// the test makes and against swtpm set up by swtpm_setup, whose local CA
+// signs RSA and ECC P-384 EK certificates: the RSA one, at 0x01c00002, is
+// the one read; EK certificates of the high range (0x01c00012 and on) are
+// not read.
 //
 // # The blob format
 //

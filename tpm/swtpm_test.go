@@ -3,6 +3,7 @@ package tpm
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"net"
 	"os"
@@ -192,4 +193,77 @@ func TestSwtpm(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// manufactureSwtpm makes a TPM state in dir as a vendor would, with
+// swtpm_setup and its local certification authority in ca: RSA and ECC
+// endorsement keys, their certificates in NV storage, signed by the CA. It
+// returns the CA's root and intermediate certificates.
+func manufactureSwtpm(t *testing.T, dir, ca string) (roots, intermediates *x509.CertPool) {
+	t.Helper()
+	setup := testenv.NeedCommand(t, "swtpm_setup")
+	testenv.NeedCommand(t, "swtpm_localca")
+	files := map[string]string{
+		"setup.conf": "create_certs_tool = /usr/bin/swtpm_localca\n" +
+			"create_certs_tool_config = " + filepath.Join(ca, "localca.conf") + "\n" +
+			"create_certs_tool_options = " + filepath.Join(ca, "localca.options") + "\n" +
+			"active_pcr_banks = sha256\n",
+		"localca.conf": "statedir = " + ca + "\n" +
+			"signingkey = " + filepath.Join(ca, "signkey.pem") + "\n" +
+			"issuercert = " + filepath.Join(ca, "issuercert.pem") + "\n" +
+			"certserial = " + filepath.Join(ca, "certserial") + "\n",
+		"localca.options": "--platform-manufacturer Qapi\n--platform-version 2.1\n" +
+			"--platform-model test\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(ca, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(setup, "--tpm2", "--tpmstate", dir, "--create-ek-cert",
+		"--config", filepath.Join(ca, "setup.conf")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("swtpm_setup: %v\n%s", err, out)
+	}
+	pool := func(name string) *x509.CertPool {
+		b, err := os.ReadFile(filepath.Join(ca, name))
+		if err != nil {
+			t.Fatalf("swtpm_localca made no %s: %v", name, err)
+		}
+		p := x509.NewCertPool()
+		if !p.AppendCertsFromPEM(b) {
+			t.Fatalf("%s holds no PEM certificate", name)
+		}
+		return p
+	}
+	return pool("swtpm-localca-rootca-cert.pem"), pool("issuercert.pem")
+}
+
+// TestSwtpmEndorsement checks the storage root key of a libtpms TPM whose
+// endorsement key certificate was made by a tool nobody here wrote,
+// swtpm_setup with swtpm's local CA, and refuses the same TPM against
+// another vendor's roots.
+func TestSwtpmEndorsement(t *testing.T) {
+	bin := testenv.NeedCommand(t, "swtpm")
+	dir, ca := t.TempDir(), t.TempDir()
+	roots, intermediates := manufactureSwtpm(t, dir, ca)
+	s := startSwtpm(t, bin, dir)
+
+	e, err := s.CheckEndorsement(roots, intermediates)
+	if err != nil {
+		t.Fatalf("the endorsement of a TPM made by swtpm_setup: %v", err)
+	}
+	if len(e.SRKName) == 0 || len(e.Chain) < 2 {
+		t.Fatalf("endorsement %+v: want the storage root key's name and a chain to the root", e)
+	}
+	t.Logf("EK certificate %q (%s key) from %q verified; storage root key %x…",
+		e.Certificate.Subject, e.Certificate.PublicKeyAlgorithm, e.Certificate.Issuer,
+		e.SRKName[:8])
+
+	other, otherInt := manufactureSwtpm(t, t.TempDir(), t.TempDir())
+	_, err = s.CheckEndorsement(other, otherInt)
+	if !errors.Is(err, ErrEndorsement) {
+		t.Fatalf("against another vendor's roots: %v, want an ErrEndorsement", err)
+	}
+	t.Logf("against another vendor's roots: %v", err)
 }
