@@ -46,6 +46,12 @@ const NetworkPath = "/perm/qapi/network.json"
 // tpm.dir; or keyDir in development mode), so that both open the same keys.
 const SealedDir = "/perm/qapi/sealed"
 
+// EKRootsPath is where a machine keeps the TPM manufacturers' certificates
+// (PEM) that qapi-firstboot checks the TPM's endorsement against before it
+// seals the first key (clause 6.2.3); seed it with the image's perm. Without
+// the file the first seal trusts the TPM unchecked.
+const EKRootsPath = "/perm/qapi/tpm-ek-roots.pem"
+
 // TPMDevice is the TPM both qapi-firstboot and the security server open:
 // the kernel's resource manager, which several processes may hold open at
 // once. The raw /dev/tpm0 admits one process at a time, and the security
@@ -102,7 +108,7 @@ const (
 func Default(devKeys bool) *Instance {
 	fb := Program{Name: "qapi-firstboot", Package: FirstbootPackage,
 		Args: []string{"-listen", fmt.Sprintf(":%d", HealthPort), "-keys", SealedDir,
-			"-tpm", TPMDevice}}
+			"-tpm", TPMDevice, "-ek-roots", EKRootsPath}}
 	if devKeys {
 		fb.Args = append(fb.Args, "-dev")
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/qapi-az/qapi/gokrazy"
 	"github.com/qapi-az/qapi/images/gpt"
 	"github.com/qapi-az/qapi/internal/sampleis"
+	"github.com/qapi-az/qapi/internal/swtpmtest"
 	"github.com/qapi-az/qapi/internal/testenv"
 )
 
@@ -361,6 +362,7 @@ type health struct {
 	SigningKey  []byte            `json:"signingPublicKey"` // PKIX DER
 	AuthKey     []byte            `json:"authenticationPublicKey"`
 	CreatedNow  bool              `json:"createdThisBoot"`
+	EKIssuer    string            `json:"endorsementIssuer"`
 	Error       string            `json:"error"`
 	Memory      map[string]string `json:"memory"`
 	status      int
@@ -407,6 +409,14 @@ func TestBoot(t *testing.T) {
 	perm := filepath.Join(dir, "perm")
 	portal := newTestPortal(t)
 	portal.serverPerm(t, perm, fmt.Sprintf("http://10.0.2.2:%d/", isPort))
+	// The machine's TPM comes with an endorsement key certificate from its
+	// vendor, swtpm's local CA, whose certificates perm holds.
+	tpmState := filepath.Join(dir, "tpm")
+	ekRoots := swtpmtest.Manufacture(t, tpmState)
+	if err := os.WriteFile(filepath.Join(perm, strings.TrimPrefix(gokrazy.EKRootsPath,
+		"/perm/")), ekRoots, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c := testConfig(t, filepath.Join(dir, "disk.img"))
 	c.PermDir = perm
 	if _, err := Assemble(context.Background(), c, builtPrograms(t)); err != nil {
@@ -425,10 +435,6 @@ func TestBoot(t *testing.T) {
 	if err := copyFile(ovmfVars, vars, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tpmState := filepath.Join(dir, "tpm")
-	if err := os.MkdirAll(tpmState, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	// First boot: keys made and sealed, the slot marked good, perm grown
 	// to the disk's end. The security server, started once the keys exist,
 	// opens the same sealed keys and waits for its certificates.
@@ -436,6 +442,11 @@ func TestBoot(t *testing.T) {
 	h := v.health(bootTimeout)
 	if h.status != 200 || h.KeyMode != "tpm" || !h.CreatedNow || h.Signing == "" {
 		t.Fatalf("first boot: /healthz %d %+v; want 200, tpm keys created this boot", h.status, h)
+	}
+	if !strings.Contains(h.EKIssuer, "swtpm-localca") {
+		t.Fatalf("first boot: /healthz names the EK certificate's issuer %q; want the "+
+			"TPM's endorsement checked against swtpm's local CA before the first seal",
+			h.EKIssuer)
 	}
 	for name, k := range map[string][]byte{h.Signing: h.SigningKey, h.Auth: h.AuthKey} {
 		if sum := sha256.Sum256(k); hex.EncodeToString(sum[:]) != name {

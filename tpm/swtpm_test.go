@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/qapi-az/qapi/appliance/keys"
+	"github.com/qapi-az/qapi/internal/swtpmtest"
 	"github.com/qapi-az/qapi/internal/testenv"
 )
 
@@ -195,48 +197,29 @@ func TestSwtpm(t *testing.T) {
 	}
 }
 
-// manufactureSwtpm makes a TPM state in dir as a vendor would, with
-// swtpm_setup and its local certification authority in ca: RSA and ECC
-// endorsement keys, their certificates in NV storage, signed by the CA. It
-// returns the CA's root and intermediate certificates.
-func manufactureSwtpm(t *testing.T, dir, ca string) (roots, intermediates *x509.CertPool) {
+// manufactureSwtpm makes a TPM state in dir as a vendor would
+// (swtpmtest.Manufacture) and returns its CA's root and intermediate
+// certificates.
+func manufactureSwtpm(t *testing.T, dir string) (roots, intermediates *x509.CertPool) {
 	t.Helper()
-	setup := testenv.NeedCommand(t, "swtpm_setup")
-	testenv.NeedCommand(t, "swtpm_localca")
-	files := map[string]string{
-		"setup.conf": "create_certs_tool = /usr/bin/swtpm_localca\n" +
-			"create_certs_tool_config = " + filepath.Join(ca, "localca.conf") + "\n" +
-			"create_certs_tool_options = " + filepath.Join(ca, "localca.options") + "\n" +
-			"active_pcr_banks = sha256\n",
-		"localca.conf": "statedir = " + ca + "\n" +
-			"signingkey = " + filepath.Join(ca, "signkey.pem") + "\n" +
-			"issuercert = " + filepath.Join(ca, "issuercert.pem") + "\n" +
-			"certserial = " + filepath.Join(ca, "certserial") + "\n",
-		"localca.options": "--platform-manufacturer Qapi\n--platform-version 2.1\n" +
-			"--platform-model test\n",
-	}
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(ca, name), []byte(text), 0o600); err != nil {
+	bundle := swtpmtest.Manufacture(t, dir)
+	roots, intermediates = x509.NewCertPool(), x509.NewCertPool()
+	for i := 0; ; i++ {
+		var blk *pem.Block
+		if blk, bundle = pem.Decode(bundle); blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	out, err := exec.Command(setup, "--tpm2", "--tpmstate", dir, "--create-ek-cert",
-		"--config", filepath.Join(ca, "setup.conf")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("swtpm_setup: %v\n%s", err, out)
-	}
-	pool := func(name string) *x509.CertPool {
-		b, err := os.ReadFile(filepath.Join(ca, name))
-		if err != nil {
-			t.Fatalf("swtpm_localca made no %s: %v", name, err)
+		if i == 0 {
+			roots.AddCert(c)
+		} else {
+			intermediates.AddCert(c)
 		}
-		p := x509.NewCertPool()
-		if !p.AppendCertsFromPEM(b) {
-			t.Fatalf("%s holds no PEM certificate", name)
-		}
-		return p
 	}
-	return pool("swtpm-localca-rootca-cert.pem"), pool("issuercert.pem")
+	return roots, intermediates
 }
 
 // TestSwtpmEndorsement checks the storage root key of a libtpms TPM whose
@@ -245,8 +228,8 @@ func manufactureSwtpm(t *testing.T, dir, ca string) (roots, intermediates *x509.
 // another vendor's roots.
 func TestSwtpmEndorsement(t *testing.T) {
 	bin := testenv.NeedCommand(t, "swtpm")
-	dir, ca := t.TempDir(), t.TempDir()
-	roots, intermediates := manufactureSwtpm(t, dir, ca)
+	dir := t.TempDir()
+	roots, intermediates := manufactureSwtpm(t, dir)
 	s := startSwtpm(t, bin, dir)
 
 	e, err := s.CheckEndorsement(roots, intermediates)
@@ -260,7 +243,7 @@ func TestSwtpmEndorsement(t *testing.T) {
 		e.Certificate.Subject, e.Certificate.PublicKeyAlgorithm, e.Certificate.Issuer,
 		e.SRKName[:8])
 
-	other, otherInt := manufactureSwtpm(t, t.TempDir(), t.TempDir())
+	other, otherInt := manufactureSwtpm(t, t.TempDir())
 	_, err = s.CheckEndorsement(other, otherInt)
 	if !errors.Is(err, ErrEndorsement) {
 		t.Fatalf("against another vendor's roots: %v, want an ErrEndorsement", err)

@@ -21,13 +21,24 @@
 //
 // With -dev the keys are kept in plain files (keys.FileStore) for machines
 // without a TPM, and the program says so loudly.
+//
+// When the file named by -ek-roots exists, it holds the TPM manufacturers'
+// certificates (PEM; self-signed ones are roots, the others intermediates),
+// and before the first key is sealed the TPM's endorsement key certificate
+// must verify against them and the storage root key must prove itself in
+// that TPM (tpm.TPM.CheckEndorsement, clause 6.2.3); otherwise nothing is
+// sealed and /healthz answers 503 saying why. /healthz then names the
+// certificate's issuer as "endorsementIssuer". Without the file the first
+// seal trusts the TPM unchecked and the log says so.
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,10 +59,13 @@ func main() {
 	dev := flag.Bool("dev", false, "development mode: keys in plain files, no TPM")
 	devices := flag.String("tpm", strings.Join(tpm.DevicePaths, ","),
 		"comma-separated TPM `devices` (or swtpm sockets) tried in order")
+	ekRoots := flag.String("ek-roots", "", "PEM `file` of the TPM manufacturers' "+
+		"certificates that the endorsement key certificate must chain to before the "+
+		"first seal; no check when the file does not exist")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 
-	report, err := openKeys(*dir, *dev, strings.Split(*devices, ","))
+	report, err := openKeys(*dir, *dev, strings.Split(*devices, ","), *ekRoots)
 	status := http.StatusOK
 	if err != nil {
 		status = http.StatusServiceUnavailable
@@ -78,8 +92,10 @@ func main() {
 
 // openKeys opens (or on first boot creates) every key, with the TPM of the
 // first of devices that opens, and returns what /healthz reports.
-func openKeys(dir string, dev bool, devices []string) (map[string]any, error) {
+func openKeys(dir string, dev bool, devices []string, ekRoots string) (map[string]any,
+	error) {
 	var store keys.Store
+	var endorsement string // the EK certificate's issuer, when checked
 	mode := "tpm"
 	_, statErr := os.Stat(filepath.Join(dir, string(keys.Signing)+".sealed"))
 	first := errors.Is(statErr, fs.ErrNotExist)
@@ -97,6 +113,13 @@ func openKeys(dir string, dev bool, devices []string) (map[string]any, error) {
 			return nil, err
 		}
 		defer t.Close()
+		if first {
+			issuer, err := checkEndorsement(t, ekRoots)
+			if err != nil {
+				return nil, err
+			}
+			endorsement = issuer
+		}
 		ts, err := tpm.OpenStore(false, dir, tpm.StoreOptions{TPM: t})
 		if err != nil {
 			return nil, err
@@ -127,6 +150,9 @@ func openKeys(dir string, dev bool, devices []string) (map[string]any, error) {
 		event = "first boot: keys generated and sealed to this TPM"
 	}
 	report["createdThisBoot"] = first
+	if endorsement != "" {
+		report["endorsementIssuer"] = endorsement
+	}
 	slog.Info("firstboot: "+event, "mode", mode,
 		"signingPublicKeySHA256", report["signingPublicKeySHA256"],
 		"authenticationPublicKeySHA256", report["authenticationPublicKeySHA256"])
@@ -144,4 +170,50 @@ func memory() map[string]string {
 		}
 	}
 	return m
+}
+
+// checkEndorsement checks the TPM's endorsement against the manufacturers'
+// certificates in the PEM file at path, before the first seal, and returns
+// the EK certificate's issuer. Without the file it checks nothing, says so
+// in the log and returns "".
+func checkEndorsement(t *tpm.TPM, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if path == "" || errors.Is(err, fs.ErrNotExist) {
+		slog.Warn("firstboot: TPM endorsement not checked: no manufacturer certificates "+
+			"at -ek-roots; the first seal trusts this TPM as it answers", "ekRoots", path)
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("TPM manufacturer certificates: %w", err)
+	}
+	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return "", fmt.Errorf("TPM manufacturer certificates %s: %w", path, err)
+		}
+		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			roots.AddCert(c)
+		} else {
+			intermediates.AddCert(c)
+		}
+		n++
+	}
+	if n == 0 {
+		return "", fmt.Errorf("TPM manufacturer certificates %s: no PEM certificate in it; "+
+			"put the manufacturers' root certificates there, or remove the file", path)
+	}
+	e, err := t.CheckEndorsement(roots, intermediates)
+	if err != nil {
+		return "", fmt.Errorf("nothing sealed: %w", err)
+	}
+	slog.Info("firstboot: TPM endorsement checked: the storage root key is this TPM's",
+		"ekIssuer", e.Certificate.Issuer.String())
+	return e.Certificate.Issuer.String(), nil
 }
