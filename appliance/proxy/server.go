@@ -115,8 +115,7 @@ func (p *ServerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeFault(w, f, hdr)
 	} else {
 		rec.ResponseBytes = len(body)
-		w.Header().Set("Content-Type", ct)
-		w.Write(body)
+		writeBody(w, http.StatusOK, ct, body)
 	}
 	p.cfg.Events.Emit(rec)
 	if f != nil && p.cfg.Refused != nil {
