@@ -74,7 +74,9 @@ type Options struct {
 	// MaxBatch and MaxDelay bound a group commit: the writer commits at most
 	// MaxBatch records (default 512) in one transaction, and waits at most
 	// MaxDelay (default 0: no waiting beyond what is already queued) for more
-	// to arrive after the first.
+	// to arrive after the first. It waits only after a commit that carried
+	// the records of more than one Append: a lone caller is never delayed,
+	// and under load, when commits are shared, fewer of them carry more.
 	MaxBatch int
 	MaxDelay time.Duration
 
@@ -346,6 +348,8 @@ func (l *Log) writer() {
 	defer close(l.done)
 	var timer *time.Timer
 	released := time.Now()
+	// shared says whether the last commit carried more than one Append.
+	shared := false
 	for {
 		var first *request
 		select {
@@ -355,7 +359,8 @@ func (l *Log) writer() {
 		}
 		batch := []*request{first}
 		n := len(first.recs)
-		if l.opts.MaxDelay > 0 {
+		wait := l.opts.MaxDelay > 0 && shared
+		if wait {
 			if timer == nil {
 				timer = time.NewTimer(l.opts.MaxDelay)
 			} else {
@@ -364,7 +369,7 @@ func (l *Log) writer() {
 		}
 	collect:
 		for n < l.opts.MaxBatch {
-			if l.opts.MaxDelay <= 0 {
+			if !wait {
 				select {
 				case r := <-l.queue:
 					batch = append(batch, r)
@@ -382,12 +387,13 @@ func (l *Log) writer() {
 				break collect
 			}
 		}
-		if timer != nil && !timer.Stop() {
+		if wait && !timer.Stop() {
 			select {
 			case <-timer.C:
 			default:
 			}
 		}
+		shared = len(batch) > 1
 		err := l.commit(batch)
 		for _, r := range batch {
 			r.done <- err

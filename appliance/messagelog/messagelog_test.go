@@ -393,3 +393,26 @@ func TestDamagedFile(t *testing.T) {
 		})
 	}
 }
+
+// TestLoneAppendNotDelayed: MaxDelay holds a commit back only while commits
+// are shared; one caller appending alone never waits for company. With an
+// hour's MaxDelay, the appends below would outlast their deadline if it
+// did.
+func TestLoneAppendNotDelayed(t *testing.T) {
+	l, err := Open(Options{Path: filepath.Join(t.TempDir(), "log.db"), Key: testKey(t),
+		MaxDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 5 {
+		if err := l.Append(ctx, testRecord(i)); err != nil {
+			t.Fatalf("append %d alone: %v; a lone caller waited for others", i, err)
+		}
+	}
+	if st := l.State(); st.Head != 5 {
+		t.Fatalf("head %d after five appends, want 5", st.Head)
+	}
+}

@@ -99,14 +99,11 @@ func (p *ClientProxy) serveExchange(w http.ResponseWriter, r *http.Request) {
 			rec.Result, rec.FaultCode = events.ResultFault, resp.Fault.Code
 			// The provider's information system answered with a fault;
 			// it is signed and logged like any answer, and passed on.
-			w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-			w.WriteHeader(http.StatusInternalServerError)
-			w.Write(resp.Raw)
+			writeBody(w, http.StatusInternalServerError, "text/xml; charset=utf-8", resp.Raw)
 		case resp.Header.Service.ServiceCode == MetaGetWsdl:
 			writeWSDLAttachment(w, resp)
 		default:
-			w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-			w.Write(resp.Raw)
+			writeBody(w, http.StatusOK, "text/xml; charset=utf-8", resp.Raw)
 		}
 	}
 	p.cfg.Events.Emit(rec)

@@ -57,6 +57,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -319,7 +320,16 @@ func logFault(err error, what string) *soap.Fault {
 
 // writeFault answers f as HTTP 500 with a SOAP 1.1 fault envelope.
 func writeFault(w http.ResponseWriter, f *soap.Fault, hdr *soap.Header) {
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	w.WriteHeader(http.StatusInternalServerError)
-	w.Write(f.Envelope(hdr))
+	writeBody(w, http.StatusInternalServerError, "text/xml; charset=utf-8", f.Envelope(hdr))
+}
+
+// writeBody answers body with status and Content-Type ct. It states the
+// Content-Length, which net/http leaves out of a body over its buffer and
+// sends chunked: the next hop then reads into a buffer of the right size
+// instead of growing one.
+func writeBody(w http.ResponseWriter, status int, ct string, body []byte) {
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
 }

@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"slices"
 	"strings"
@@ -117,8 +115,7 @@ func (p *ServerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeFault(w, f, hdr)
 	} else {
 		rec.ResponseBytes = len(body)
-		w.Header().Set("Content-Type", ct)
-		w.Write(body)
+		writeBody(w, http.StatusOK, ct, body)
 	}
 	p.cfg.Events.Emit(rec)
 	if f != nil && p.cfg.Refused != nil {
@@ -335,24 +332,12 @@ func (p *ServerProxy) verifyPeer(conf *globalconf.Conf, chain []*x509.Certificat
 // peekRequest reads the SOAP part of a multipart/signed body, before the
 // signature is checked, to learn who must have signed it.
 func (p *ServerProxy) peekRequest(body []byte, ct string) (*soap.Message, *soap.Fault) {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "multipart/signed" || params["boundary"] == "" {
-		return nil, fault(soap.CodeMalformed, "the request is not multipart/signed")
-	}
-	part, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).NextRawPart()
+	raw, err := sign.SOAPPart(body, ct)
 	if err != nil {
-		return nil, fault(soap.CodeMalformed, "the multipart/signed request has no "+
-			"message part: %v", err)
+		return nil, fault(soap.CodeMalformed, "the request is not a multipart/signed "+
+			"message with a SOAP part: %v", err)
 	}
-	var src io.Reader = part
-	if strings.EqualFold(part.Header.Get("Content-Transfer-Encoding"), "base64") {
-		src = base64.NewDecoder(base64.StdEncoding, part) // skips the CRLFs
-	}
-	raw, over, err := readBounded(src, p.cfg.Limits.MaxBytes, int64(len(body))*3/4)
-	if err != nil {
-		return nil, fault(soap.CodeMalformed, "reading the message part: %v", err)
-	}
-	if over {
+	if len(raw) > p.cfg.Limits.MaxBytes {
 		return nil, fault(soap.CodeSizeExceeded, "the request is over %d bytes, the most "+
 			"clause 5.2 allows", p.cfg.Limits.MaxBytes)
 	}

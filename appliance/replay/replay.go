@@ -74,6 +74,12 @@ type write struct {
 // maxBatch bounds the ids committed in one transaction.
 const maxBatch = 512
 
+// maxDelay is how long the committer waits for more ids after the first,
+// and only after a commit that carried more than one: a lone request is
+// not delayed, and under load, when the caller's own message-log commit
+// takes as long, fewer commits carry more ids.
+const maxDelay = time.Millisecond
+
 // Open loads the seen ids from db (creating its bucket on first use) and
 // starts the committer and the pruner. window is the accepted distance
 // between a signing time and the clock (DefaultWindow when zero). The
@@ -219,12 +225,16 @@ func (s *Store) Close() error {
 
 // run commits pending ids: it takes whatever has queued up while the
 // previous commit was on disk, so a lone request pays one commit and a
-// burst shares one.
+// burst shares one; while commits are shared it waits up to maxDelay for
+// more.
 func (s *Store) run() {
 	defer close(s.done)
 	tick := time.NewTicker(s.window / 4)
 	defer tick.Stop()
+	timer := time.NewTimer(maxDelay)
+	timer.Stop()
 	batch := make([]write, 0, maxBatch)
+	shared := false
 	for {
 		select {
 		case <-s.stop:
@@ -236,15 +246,31 @@ func (s *Store) run() {
 		case w := <-s.writes:
 			batch = append(batch[:0], w)
 		}
+		if shared {
+			timer.Reset(maxDelay)
+		}
 	drain:
 		for len(batch) < maxBatch {
+			if !shared {
+				select {
+				case w := <-s.writes:
+					batch = append(batch, w)
+				default:
+					break drain
+				}
+				continue
+			}
 			select {
 			case w := <-s.writes:
 				batch = append(batch, w)
-			default:
+			case <-timer.C:
 				break drain
 			}
 		}
+		if shared {
+			timer.Stop()
+		}
+		shared = len(batch) > 1
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketSeen)
 			var v [8]byte

@@ -127,6 +127,12 @@ const (
 	RoleServer      = "server"
 )
 
+// logMaxDelay is how long the message log's writer waits for more records
+// before a commit while commits are shared (messagelog.Options.MaxDelay):
+// a lone exchange is not delayed, and under load a commit, whose syncs cost
+// CPU whatever it carries, carries more records.
+const logMaxDelay = time.Millisecond
+
 // New opens the server's stores and builds its proxies. It listens on
 // nothing yet; call Start. On error, everything opened is closed.
 func New(cfg *Config, opts Options) (s *Server, err error) {
@@ -196,7 +202,7 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 	}
 	s.stamped = stamper != nil
 	s.log, err = messagelog.Open(messagelog.Options{Path: cfg.path(cfg.MessageLog),
-		Key: logKey, Stamper: stamper, Now: opts.Now,
+		Key: logKey, Stamper: stamper, Now: opts.Now, MaxDelay: logMaxDelay,
 		StampInterval: time.Duration(cfg.Timestamps.Interval),
 		StampGrace:    time.Duration(cfg.Timestamps.Grace)})
 	if err != nil {

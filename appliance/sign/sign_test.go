@@ -533,3 +533,36 @@ func TestDefaultMaxBytes(t *testing.T) {
 		t.Errorf("the same body with MaxBytes %d: %v", len(body), err)
 	}
 }
+
+func TestSOAPPart(t *testing.T) {
+	f := newFixture(t)
+	body, ct, err := f.signer.Sign(request, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := SOAPPart(body, ct)
+	if err != nil || !bytes.Equal(got, request) {
+		t.Fatalf("SOAPPart = %q, %v; want the SOAP message signed", got, err)
+	}
+	// The SOAP part of a tampered message comes out as it is: SOAPPart
+	// checks no signature, which is what Verify is for.
+	tampered := bytes.Clone(request)
+	tampered[3] ^= 1
+	if got, err := SOAPPart(replaceSOAP(t, body, request, tampered), ct); err != nil ||
+		!bytes.Equal(got, tampered) {
+		t.Errorf("tampered: SOAPPart = %q, %v; want the tampered bytes", got, err)
+	}
+	for name, c := range map[string]struct {
+		body []byte
+		ct   string
+	}{
+		"not multipart/signed": {body, "text/xml"},
+		"other boundary":       {body, strings.Replace(ct, "qapi-", "qapi-x", 1)},
+		"LF framing":           {bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), ct},
+		"one part":             {body[:bytes.Index(body, []byte("\r\n--qapi-"))], ct},
+	} {
+		if _, err := SOAPPart(c.body, c.ct); err == nil {
+			t.Errorf("%s: SOAPPart accepted it", name)
+		}
+	}
+}
