@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,7 +13,6 @@ import (
 	"github.com/qapi-az/qapi/appliance/events"
 	"github.com/qapi-az/qapi/appliance/server"
 	"github.com/qapi-az/qapi/internal/testenv"
-	"github.com/qapi-az/qapi/monitor"
 )
 
 // statusInNamespace returns srv.Status() computed on a thread inside a new
@@ -106,18 +104,8 @@ func TestStatusLinksReachTheStation(t *testing.T) {
 	}
 	intDown := statusInNamespace(t, e.p.srv, "pint0")
 
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "monitor.sock")
-	st, err := monitor.New(monitor.Config{Socket: sock,
-		History: filepath.Join(dir, "history.db"), Disk: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	sock := filepath.Join(t.TempDir(), "monitor.sock")
+	st := runStation(t, sock)
 
 	for _, c := range []struct {
 		status    events.Status

@@ -76,16 +76,7 @@ func TestMonitorDownThenUp(t *testing.T) {
 		t.Fatalf("no record dropped with the station down and a buffer of 4")
 	}
 
-	st, err := monitor.New(monitor.Config{Socket: sock,
-		History: filepath.Join(t.TempDir(), "history.db"), Disk: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	st := runStation(t, sock)
 
 	report := func() *monitor.Report {
 		r, err := st.Report()
@@ -411,4 +402,25 @@ func TestManageAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
 		t.Errorf("without the token: %s, want 401 or 403", resp.Status)
 	}
+}
+
+// runStation runs a monitoring station on the socket sock, with its
+// history in a folder of the test's, until the test ends.
+func runStation(t *testing.T, sock string) *monitor.Station {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := monitor.New(monitor.Config{Socket: sock,
+		History: filepath.Join(dir, "history.db"), Disk: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		st.Close()
+	})
+	return st
 }
