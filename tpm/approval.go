@@ -155,32 +155,51 @@ func signerPublic(authority crypto.Signer) (*ecdsa.PublicKey, error) {
 	return pub, nil
 }
 
-// Sign signs a with the authority's ECDSA P-256 key and sets a.Signature.
-func (a *Approval) Sign(authority crypto.Signer) error {
+// digestFunc returns a policy and the digest of it an authority signs.
+type digestFunc func(authority *ecdsa.PublicKey) (policy, digest []byte, err error)
+
+// authorise signs, with the authority's ECDSA P-256 key, the digest that
+// digest computes for it; what names the document in errors.
+func authorise(authority crypto.Signer, digest digestFunc, what string) ([]byte, error) {
 	pub, err := signerPublic(authority)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, d, err := a.signedDigest(pub)
+	_, d, err := digest(pub)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sig, err := authority.Sign(rand.Reader, d, crypto.SHA256)
 	if err != nil {
-		return fmt.Errorf("sign the approval: %w", err)
+		return nil, fmt.Errorf("sign the %s: %w", what, err)
 	}
-	a.Signature = sig
-	return nil
+	return sig, nil
+}
+
+// authorised reports whether sig is authority's signature over the digest
+// that digest computes for it.
+func authorised(authority *ecdsa.PublicKey, digest digestFunc, sig []byte) (bool, error) {
+	_, d, err := digest(authority)
+	if err != nil {
+		return false, err
+	}
+	return ecdsa.VerifyASN1(authority, d, sig), nil
+}
+
+// Sign signs a with the authority's ECDSA P-256 key and sets a.Signature.
+func (a *Approval) Sign(authority crypto.Signer) (err error) {
+	a.Signature, err = authorise(authority, a.signedDigest, "approval")
+	return err
 }
 
 // Verify reports an error wrapping ErrNotApproved unless a carries a valid
 // signature by authority.
 func (a *Approval) Verify(authority *ecdsa.PublicKey) error {
-	_, d, err := a.signedDigest(authority)
+	ok, err := authorised(authority, a.signedDigest, a.Signature)
 	if err != nil {
 		return err
 	}
-	if !ecdsa.VerifyASN1(authority, d, a.Signature) {
+	if !ok {
 		return fmt.Errorf("%w: the approval's signature is not by the authority the "+
 			"secret was sealed to; install the approval the operator signed for this image",
 			ErrNotApproved)

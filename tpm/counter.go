@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -569,30 +568,19 @@ func (a *Advance) signedDigest(authority *ecdsa.PublicKey) (policy, digest []byt
 }
 
 // Sign signs a with the authority's ECDSA P-256 key and sets a.Signature.
-func (a *Advance) Sign(authority crypto.Signer) error {
-	pub, err := signerPublic(authority)
-	if err != nil {
-		return err
-	}
-	_, d, err := a.signedDigest(pub)
-	if err != nil {
-		return err
-	}
-	a.Signature, err = authority.Sign(rand.Reader, d, crypto.SHA256)
-	if err != nil {
-		return fmt.Errorf("sign the advance: %w", err)
-	}
-	return nil
+func (a *Advance) Sign(authority crypto.Signer) (err error) {
+	a.Signature, err = authorise(authority, a.signedDigest, "advance")
+	return err
 }
 
 // Verify reports an error wrapping ErrNotApproved unless a carries a valid
 // signature by authority.
 func (a *Advance) Verify(authority *ecdsa.PublicKey) error {
-	_, d, err := a.signedDigest(authority)
+	ok, err := authorised(authority, a.signedDigest, a.Signature)
 	if err != nil {
 		return err
 	}
-	if !ecdsa.VerifyASN1(authority, d, a.Signature) {
+	if !ok {
 		return fmt.Errorf("%w: the advance's signature is not by the authority the "+
 			"counter belongs to; use the advance the operator signed", ErrNotApproved)
 	}
