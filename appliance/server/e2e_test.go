@@ -203,16 +203,24 @@ func TestRefusals(t *testing.T) {
 				}
 				answer = body
 			}
-			if got := faultCode(t, answer); got != r.wantCode {
-				t.Errorf("fault code %q, want %q: %s", got, r.wantCode, answer)
-			}
-			if got := faultString(t, answer); !strings.Contains(got, r.wantText) {
-				t.Errorf("fault says %q, want it to say %q", got, r.wantText)
-			}
-			if n := e.is.Hits(); n != 0 {
-				t.Errorf("the provider's information system was reached %d times", n)
-			}
+			checkRefused(t, e, answer, r.wantCode, r.wantText)
 		})
+	}
+}
+
+// checkRefused checks that answer is a fault with code and a text that
+// says want, and that the provider's information system was not reached
+// since e.is.ResetHits.
+func checkRefused(t *testing.T, e *env, answer []byte, code, want string) {
+	t.Helper()
+	if got := faultCode(t, answer); got != code {
+		t.Errorf("fault code %q, want %q: %s", got, code, answer)
+	}
+	if got := faultString(t, answer); !strings.Contains(got, want) {
+		t.Errorf("fault says %q, want it to say %q", got, want)
+	}
+	if n := e.is.Hits(); n != 0 {
+		t.Errorf("the provider's information system was reached %d times", n)
 	}
 }
 

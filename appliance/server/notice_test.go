@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -92,15 +91,7 @@ func TestServiceNotices(t *testing.T) {
 			if status != http.StatusInternalServerError {
 				t.Errorf("status %d, want 500", status)
 			}
-			if got := faultCode(t, body); got != soap.CodeDisconnected {
-				t.Errorf("fault code %q, want %q: %s", got, soap.CodeDisconnected, body)
-			}
-			if got := faultString(t, body); !strings.Contains(got, tt.wantText) {
-				t.Errorf("fault says %q, want it to say %q", got, tt.wantText)
-			}
-			if n := e.is.Hits(); n != 0 {
-				t.Errorf("the provider's information system was reached %d times", n)
-			}
+			checkRefused(t, e, body, soap.CodeDisconnected, tt.wantText)
 		})
 	}
 	e.p.clock.offset.Store(0)
