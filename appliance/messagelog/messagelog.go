@@ -38,6 +38,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/qapi-az/qapi/appliance/groupcommit"
 )
 
 // Kind says whether a record is a request or a response.
@@ -346,10 +348,9 @@ func (l *Log) Append(ctx context.Context, recs ...Record) error {
 func (l *Log) writer() {
 	defer l.wg.Done()
 	defer close(l.done)
-	var timer *time.Timer
 	released := time.Now()
-	// shared says whether the last commit carried more than one Append.
-	shared := false
+	batches := groupcommit.Collector[*request]{Max: l.opts.MaxBatch, Delay: l.opts.MaxDelay,
+		Weight: func(r *request) int { return len(r.recs) }}
 	for {
 		var first *request
 		select {
@@ -357,43 +358,7 @@ func (l *Log) writer() {
 		case <-l.quit:
 			return
 		}
-		batch := []*request{first}
-		n := len(first.recs)
-		wait := l.opts.MaxDelay > 0 && shared
-		if wait {
-			if timer == nil {
-				timer = time.NewTimer(l.opts.MaxDelay)
-			} else {
-				timer.Reset(l.opts.MaxDelay)
-			}
-		}
-	collect:
-		for n < l.opts.MaxBatch {
-			if !wait {
-				select {
-				case r := <-l.queue:
-					batch = append(batch, r)
-					n += len(r.recs)
-				default:
-					break collect
-				}
-				continue
-			}
-			select {
-			case r := <-l.queue:
-				batch = append(batch, r)
-				n += len(r.recs)
-			case <-timer.C:
-				break collect
-			}
-		}
-		if wait && !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		shared = len(batch) > 1
+		batch := batches.Next(first, l.queue, nil)
 		err := l.commit(batch)
 		for _, r := range batch {
 			r.done <- err

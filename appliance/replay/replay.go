@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qapi-az/qapi/appliance/groupcommit"
 	"github.com/qapi-az/qapi/appliance/ident"
 	bolt "go.etcd.io/bbolt"
 )
@@ -231,10 +232,8 @@ func (s *Store) run() {
 	defer close(s.done)
 	tick := time.NewTicker(s.window / 4)
 	defer tick.Stop()
-	timer := time.NewTimer(maxDelay)
-	timer.Stop()
+	batches := groupcommit.Collector[write]{Max: maxBatch, Delay: maxDelay}
 	batch := make([]write, 0, maxBatch)
-	shared := false
 	for {
 		select {
 		case <-s.stop:
@@ -244,33 +243,8 @@ func (s *Store) run() {
 			_, _ = s.Prune(now)
 			continue
 		case w := <-s.writes:
-			batch = append(batch[:0], w)
+			batch = batches.Next(w, s.writes, batch)
 		}
-		if shared {
-			timer.Reset(maxDelay)
-		}
-	drain:
-		for len(batch) < maxBatch {
-			if !shared {
-				select {
-				case w := <-s.writes:
-					batch = append(batch, w)
-				default:
-					break drain
-				}
-				continue
-			}
-			select {
-			case w := <-s.writes:
-				batch = append(batch, w)
-			case <-timer.C:
-				break drain
-			}
-		}
-		if shared {
-			timer.Stop()
-		}
-		shared = len(batch) > 1
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketSeen)
 			var v [8]byte
