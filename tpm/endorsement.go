@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -261,4 +262,32 @@ func (t *TPM) activate(ek *tpm2.CreatePrimaryResponse, ekPub *tpm2.TPMTPublic,
 			"program and the TPM alters its answers", ErrEndorsement)
 	}
 	return nil
+}
+
+// ParseManufacturerCertificates reads the TPM manufacturers' certificates
+// from PEM data, for CheckEndorsement: self-signed ones are roots, the
+// others intermediates. It fails when data holds no certificate.
+func ParseManufacturerCertificates(data []byte) (roots, intermediates *x509.CertPool,
+	err error) {
+	roots, intermediates = x509.NewCertPool(), x509.NewCertPool()
+	n := 0
+	for rest := data; ; n++ {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("manufacturer certificate %d: %w", n+1, err)
+		}
+		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			roots.AddCert(c)
+		} else {
+			intermediates.AddCert(c)
+		}
+	}
+	if n == 0 {
+		return nil, nil, errors.New("no PEM certificate among the manufacturer certificates")
+	}
+	return roots, intermediates, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net"
 	"os"
@@ -202,22 +201,9 @@ func TestSwtpm(t *testing.T) {
 // certificates.
 func manufactureSwtpm(t *testing.T, dir string) (roots, intermediates *x509.CertPool) {
 	t.Helper()
-	bundle := swtpmtest.Manufacture(t, dir)
-	roots, intermediates = x509.NewCertPool(), x509.NewCertPool()
-	for i := 0; ; i++ {
-		var blk *pem.Block
-		if blk, bundle = pem.Decode(bundle); blk == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			roots.AddCert(c)
-		} else {
-			intermediates.AddCert(c)
-		}
+	roots, intermediates, err := ParseManufacturerCertificates(swtpmtest.Manufacture(t, dir))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return roots, intermediates
 }
@@ -249,4 +235,15 @@ func TestSwtpmEndorsement(t *testing.T) {
 		t.Fatalf("against another vendor's roots: %v, want an ErrEndorsement", err)
 	}
 	t.Logf("against another vendor's roots: %v", err)
+}
+
+// TestParseManufacturerCertificatesRefusesEmpty: a file without a PEM
+// certificate is an error, not an empty trust list.
+func TestParseManufacturerCertificatesRefusesEmpty(t *testing.T) {
+	for _, data := range []string{"", "not PEM", "-----BEGIN CERTIFICATE-----\nAAAA\n" +
+		"-----END CERTIFICATE-----\n"} {
+		if _, _, err := ParseManufacturerCertificates([]byte(data)); err == nil {
+			t.Errorf("%q accepted as manufacturer certificates", data)
+		}
+	}
 }

@@ -33,12 +33,10 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -186,28 +184,10 @@ func checkEndorsement(t *tpm.TPM, path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("TPM manufacturer certificates: %w", err)
 	}
-	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
-	n := 0
-	for rest := b; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return "", fmt.Errorf("TPM manufacturer certificates %s: %w", path, err)
-		}
-		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
-			roots.AddCert(c)
-		} else {
-			intermediates.AddCert(c)
-		}
-		n++
-	}
-	if n == 0 {
-		return "", fmt.Errorf("TPM manufacturer certificates %s: no PEM certificate in it; "+
-			"put the manufacturers' root certificates there, or remove the file", path)
+	roots, intermediates, err := tpm.ParseManufacturerCertificates(b)
+	if err != nil {
+		return "", fmt.Errorf("TPM manufacturer certificates %s: %w; put the "+
+			"manufacturers' certificates there, or remove the file", path, err)
 	}
 	e, err := t.CheckEndorsement(roots, intermediates)
 	if err != nil {
