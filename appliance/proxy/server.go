@@ -160,7 +160,7 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 			"bytes (clause 5.2)", limit)
 	}
 	ct := r.Header.Get("Content-Type")
-	req, f := p.peekRequest(body, ct)
+	msg, req, f := p.peekRequest(body, ct, limit)
 	if f != nil {
 		return nil, "", nil, f
 	}
@@ -198,22 +198,12 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 	if err != nil {
 		return nil, "", h, fault(soap.CodeStaleConf, "%v", err)
 	}
-	v, err := sign.Verify(body, ct, sign.VerifyOptions{Roots: roots, Now: p.cfg.Now(),
-		Member: client.Member(), MaxBytes: limit, CheckOCSP: p.cfg.CheckOCSP})
+	// The signature covers the part the request was read from above, so
+	// what was read for routing is what was signed.
+	v, err := msg.Verify(sign.VerifyOptions{Roots: roots, Now: p.cfg.Now(),
+		Member: client.Member(), CheckOCSP: p.cfg.CheckOCSP})
 	if err != nil {
 		return nil, "", h, asFault(err, soap.CodeBadSignature)
-	}
-	if !bytes.Equal(v.SOAP, req.Raw) {
-		// What was read for routing must be what was signed.
-		if req, err = soap.ParseRequest(v.SOAP, p.cfg.Limits); err != nil {
-			return nil, "", h, asFault(err, soap.CodeMalformed)
-		}
-		if req.Header.Client != client || req.Header.Service != h.Service ||
-			req.Header.ID != h.ID {
-			return nil, "", h, fault(soap.CodeBadSignature, "the signed message differs "+
-				"from the message part of the request")
-		}
-		h = &req.Header
 	}
 
 	code := h.Service.ServiceCode
@@ -329,23 +319,23 @@ func (p *ServerProxy) verifyPeer(conf *globalconf.Conf, chain []*x509.Certificat
 	return nil
 }
 
-// peekRequest reads the SOAP part of a multipart/signed body, before the
-// signature is checked, to learn who must have signed it.
-func (p *ServerProxy) peekRequest(body []byte, ct string) (*soap.Message, *soap.Fault) {
-	raw, err := sign.SOAPPart(body, ct)
+// peekRequest splits a multipart/signed body and reads its SOAP part,
+// before the signature is checked, to learn who must have signed it.
+func (p *ServerProxy) peekRequest(body []byte, ct string, limit int) (*sign.Message,
+	*soap.Message, *soap.Fault) {
+	msg, err := sign.Parse(body, ct, limit)
 	if err != nil {
-		return nil, fault(soap.CodeMalformed, "the request is not a multipart/signed "+
-			"message with a SOAP part: %v", err)
+		return nil, nil, asFault(err, soap.CodeMalformed)
 	}
-	if len(raw) > p.cfg.Limits.MaxBytes {
-		return nil, fault(soap.CodeSizeExceeded, "the request is over %d bytes, the most "+
-			"clause 5.2 allows", p.cfg.Limits.MaxBytes)
+	if len(msg.SOAP) > p.cfg.Limits.MaxBytes {
+		return nil, nil, fault(soap.CodeSizeExceeded, "the request is over %d bytes, the "+
+			"most clause 5.2 allows", p.cfg.Limits.MaxBytes)
 	}
-	req, err := soap.ParseRequest(raw, p.cfg.Limits)
+	req, err := soap.ParseRequest(msg.SOAP, p.cfg.Limits)
 	if err != nil {
-		return nil, asFault(err, soap.CodeMalformed)
+		return nil, nil, asFault(err, soap.CodeMalformed)
 	}
-	return req, nil
+	return msg, req, nil
 }
 
 // service returns where the provider's information system answers svc.

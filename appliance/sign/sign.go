@@ -233,6 +233,55 @@ type Verified struct {
 // Verify does not judge how far the signing time is from now (clause
 // 6.2.4); the caller does, with Verified.SigningTime.
 func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, error) {
+	msg, err := Parse(body, contentType, opts.MaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	return msg.Verify(opts)
+}
+
+// Message is a multipart/signed body split into its parts, its signature
+// not yet checked.
+type Message struct {
+	// SOAP is the SOAP message of the first part, decoded. Nothing in it
+	// may be trusted before Verify has returned nil.
+	SOAP []byte
+	mp   *multipart
+}
+
+// Parse splits body (of the given Content-Type) as strictly as Verify and
+// decodes its SOAP part, without checking the signature: for a receiver to
+// learn from the message who must have signed it, then call Verify without
+// parsing the body again. maxBytes of zero means DefaultMaxBytes. Its
+// errors are *soap.Fault values with the code CodeMalformed, or
+// CodeSizeExceeded when body is over maxBytes.
+func Parse(body []byte, contentType string, maxBytes int) (*Message, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if len(body) > maxBytes {
+		return nil, fault(soap.CodeSizeExceeded, fmt.Sprintf("the signed message is "+
+			"%d bytes, over the limit of %d; send a smaller message (clause 5.2)",
+			len(body), maxBytes), nil)
+	}
+	mp, err := parseMultipart(body, contentType)
+	if err != nil {
+		return nil, fault(soap.CodeMalformed, "the message is not a multipart/signed "+
+			"message this server accepts; send the SOAP message and its CMS signature as "+
+			"multipart/signed (RFC 1847) with CRLF line endings", err)
+	}
+	soapBytes, err := mp.soap()
+	if err != nil {
+		return nil, fault(soap.CodeMalformed, "the SOAP part cannot be decoded; send it "+
+			"base64-encoded", err)
+	}
+	return &Message{SOAP: soapBytes, mp: mp}, nil
+}
+
+// Verify checks the message's signature, the signer's certificate and
+// member as the function Verify does; opts.MaxBytes is not used, Parse
+// applied it. The Verified returned shares m.SOAP.
+func (m *Message) Verify(opts VerifyOptions) (*Verified, error) {
 	if opts.Roots == nil || opts.Member.IsZero() {
 		return nil, fault(soap.CodeInternal, "the security server cannot verify signatures: "+
 			"no trusted certification centres or no expected member configured; "+
@@ -242,7 +291,7 @@ func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, err
 	if now.IsZero() {
 		now = time.Now()
 	}
-	msg, signed, err := checkSignature(body, contentType, opts.MaxBytes)
+	signed, err := checkSignature(m.mp)
 	if err != nil {
 		return nil, err
 	}
@@ -271,10 +320,7 @@ func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, err
 			"%s, not by %s; the party named in the message must sign it", signer, want), nil)
 	}
 
-	v, err := verified(msg, signed, chain)
-	if err != nil {
-		return nil, err
-	}
+	v := verified(m.SOAP, signed, chain)
 	if opts.CheckOCSP != nil {
 		if err := opts.CheckOCSP(signed.Signer, chain[1], v.OCSP); err != nil {
 			return nil, fault(soap.CodeBadCertificate, "the signing certificate's revocation "+
@@ -292,18 +338,21 @@ func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, err
 // receiving a message uses Verify. maxBytes of zero means DefaultMaxBytes.
 // Its errors are *soap.Fault values like Verify's. Verified.Chain is nil.
 func CheckSignature(body []byte, contentType string, maxBytes int) (*Verified, error) {
-	msg, signed, err := checkSignature(body, contentType, maxBytes)
+	msg, err := Parse(body, contentType, maxBytes)
 	if err != nil {
 		return nil, err
 	}
-	return verified(msg, signed, nil)
+	signed, err := checkSignature(msg.mp)
+	if err != nil {
+		return nil, err
+	}
+	return verified(msg.SOAP, signed, nil), nil
 }
 
 // SOAPPart returns the SOAP message a multipart/signed body carries,
-// decoded, without checking its signature: for a receiver to learn from
-// the message who must have signed it, before it calls Verify. Nothing in
-// it may be trusted before Verify returns the same bytes. It parses the
-// framing as strictly as Verify, and its errors say what is wrong with it.
+// decoded, without checking its signature. Nothing in it may be trusted
+// before Verify returns the same bytes. It parses the framing as strictly
+// as Verify, and its errors say what is wrong with it.
 func SOAPPart(body []byte, contentType string) ([]byte, error) {
 	msg, err := parseMultipart(body, contentType)
 	if err != nil {
@@ -312,50 +361,29 @@ func SOAPPart(body []byte, contentType string) ([]byte, error) {
 	return msg.soap()
 }
 
-// checkSignature does the part of Verify that needs no trust anchor: size,
-// framing, the CMS signature over the first part, and its signing time.
-func checkSignature(body []byte, contentType string, maxBytes int) (*multipart,
-	*cms.Signed, error) {
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxBytes
-	}
-	if len(body) > maxBytes {
-		return nil, nil, fault(soap.CodeSizeExceeded, fmt.Sprintf("the signed message is "+
-			"%d bytes, over the limit of %d; send a smaller message (clause 5.2)",
-			len(body), maxBytes), nil)
-	}
-	msg, err := parseMultipart(body, contentType)
-	if err != nil {
-		return nil, nil, fault(soap.CodeMalformed, "the message is not a multipart/signed "+
-			"message this server accepts; send the SOAP message and its CMS signature as "+
-			"multipart/signed (RFC 1847) with CRLF line endings", err)
-	}
+// checkSignature does the part of Verify that needs no trust anchor: the
+// CMS signature over the first part, and its signing time.
+func checkSignature(msg *multipart) (*cms.Signed, error) {
 	signed, err := cms.Verify(msg.signature, msg.signedEntity)
 	if err != nil {
-		return nil, nil, fault(soap.CodeBadSignature, "the message signature does not "+
+		return nil, fault(soap.CodeBadSignature, "the message signature does not "+
 			"verify; the sender must sign the exact message with its member's signing key",
 			err)
 	}
 	if !signed.ContentType.Equal(cms.OIDData) {
-		return nil, nil, fault(soap.CodeBadSignature, "the signature's content type is not "+
+		return nil, fault(soap.CodeBadSignature, "the signature's content type is not "+
 			"id-data; sign the message as data", nil)
 	}
 	if signed.SigningTime.IsZero() {
 		// Clause 6.2.4: the signing time is what bounds a replay.
-		return nil, nil, fault(soap.CodeBadSignature, "the signature has no signing time; "+
+		return nil, fault(soap.CodeBadSignature, "the signature has no signing time; "+
 			"the sender must sign with a signingTime attribute (clause 6.2.4)", nil)
 	}
-	return msg, signed, nil
+	return signed, nil
 }
 
-// verified decodes the SOAP part and assembles the result.
-func verified(msg *multipart, signed *cms.Signed, chain []*x509.Certificate) (*Verified,
-	error) {
-	soapBytes, err := msg.soap()
-	if err != nil {
-		return nil, fault(soap.CodeMalformed, "the SOAP part cannot be decoded; send it "+
-			"base64-encoded", err)
-	}
+// verified assembles the result.
+func verified(soapBytes []byte, signed *cms.Signed, chain []*x509.Certificate) *Verified {
 	var staple []byte
 	if len(signed.OCSP) > 0 {
 		staple = signed.OCSP[0]
@@ -366,7 +394,7 @@ func verified(msg *multipart, signed *cms.Signed, chain []*x509.Certificate) (*V
 		SigningTime: signed.SigningTime,
 		OCSP:        staple,
 		Chain:       chain,
-	}, nil
+	}
 }
 
 // verifyCertificate builds the signer's chain to roots at now, requires it
