@@ -473,6 +473,7 @@ func (p *ClientProxy) peer(ss globalconf.SecurityServer) *http.Client {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		WriteBufferSize:     writeBufferSize,
 	}
 	// A redirect would send the signed request to an address the global
 	// configuration does not name, perhaps over plain HTTP.

@@ -103,6 +103,13 @@ const (
 	SignatureOverhead = 32 << 10
 )
 
+// writeBufferSize is the write buffer of the proxies' HTTP connections to
+// the provider's server and to information systems: large enough for a
+// signed 10 KB request (clause 5.2) with its headers, so that a request
+// goes out in one write, without the copy buffer net/http allocates for a
+// body that overflows the default 4 KiB.
+const writeBufferSize = 32 << 10
+
 // Config is what the proxies need. Fields marked required must be set.
 type Config struct {
 	// Clients are the members and subsystems this server serves: the

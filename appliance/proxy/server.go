@@ -54,7 +54,7 @@ func NewServerProxy(cfg Config) (*ServerProxy, error) {
 		busy: newLimiter(cfg.MaxConcurrent),
 		isc: &http.Client{Transport: &http.Transport{
 			MaxIdleConns: 256, MaxIdleConnsPerHost: 256,
-			IdleConnTimeout: 90 * time.Second,
+			IdleConnTimeout: 90 * time.Second, WriteBufferSize: writeBufferSize,
 		}, CheckRedirect: noRedirect}}
 	// A request goes to the address configured for its service and
 	// nowhere else: the clients are copied so that none follows a

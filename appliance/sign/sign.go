@@ -142,10 +142,26 @@ func (s *Signer) Sign(soap []byte, now time.Time) (body []byte, contentType stri
 	// delimiter cannot occur inside a part.
 	boundary := "qapi-" + hex.EncodeToString(rnd[:])
 
-	entity := make([]byte, 0, soapEntitySize(len(soap)))
-	entity = append(entity, "Content-Type: "+SOAPPartType+"\r\n"+
+	// The body is built in one buffer, the signed entity in place: its
+	// size is known, and the signature's is bounded by what it carries
+	// (certificates, OCSP responses) and 1 KiB of attributes, algorithm
+	// names and the signature value.
+	sigMax := len(s.Cert.Raw) + 1024
+	for _, c := range s.Chain {
+		sigMax += len(c.Raw)
+	}
+	for _, r := range staple {
+		sigMax += len(r)
+	}
+	delim := "--" + boundary
+	body = make([]byte, 0, 2*len(delim)+soapEntitySize(len(soap))+
+		base64.StdEncoding.EncodedLen(sigMax)+sigMax/38+300)
+	body = append(body, delim+"\r\n"...)
+	start := len(body)
+	body = append(body, "Content-Type: "+SOAPPartType+"\r\n"+
 		"Content-Transfer-Encoding: base64\r\n\r\n"...)
-	entity = appendBase64Lines(entity, soap)
+	body = appendBase64Lines(body, soap)
+	entity := body[start:]
 
 	sig, err := cms.Sign(entity, s.Key, s.Cert, cms.SignOptions{
 		Detached:     true,
@@ -157,10 +173,6 @@ func (s *Signer) Sign(soap []byte, now time.Time) (body []byte, contentType stri
 		return nil, "", fmt.Errorf("sign: %w", err)
 	}
 
-	delim := "--" + boundary
-	body = make([]byte, 0, len(entity)+len(sig)*4/3+len(sig)/38+400)
-	body = append(body, delim+"\r\n"...)
-	body = append(body, entity...)
 	body = append(body, "\r\n"+delim+"\r\n"+
 		"Content-Type: "+SignatureType+"; name=\"smime.p7s\"\r\n"+
 		"Content-Transfer-Encoding: base64\r\n"+

@@ -39,6 +39,8 @@ func main() {
 		"the configuration `file` (docs/configuration.md)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to `file` until "+
 		"the server stops (for qapi-bench)")
+	memProfile := flag.String("memprofile", "", "write a heap profile (allocations "+
+		"since start included) to `file` when the server stops")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -54,6 +56,11 @@ func main() {
 	err := run(*configPath)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		if perr := writeHeapProfile(*memProfile); perr != nil {
+			fmt.Fprintln(os.Stderr, "qapi-server:", perr)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "qapi-server:", err)
@@ -312,4 +319,18 @@ func (r runningConf) Current() (*globalconf.Conf, error) {
 		return srv.GlobalConf().Current()
 	}
 	return nil, errors.New("the security server is not running yet")
+}
+
+// writeHeapProfile writes the heap profile, whose alloc_space and
+// alloc_objects samples count every allocation since the start, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the heap profile: %w", err)
+	}
+	return f.Close()
 }
