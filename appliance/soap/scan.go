@@ -192,6 +192,10 @@ func (s *scanner) intern(b []byte) string {
 		s.recent[h] = v
 		return v
 	}
+	if v, ok := commonNames[string(b)]; ok {
+		s.recent[h] = v
+		return v
+	}
 	if s.names == nil {
 		s.names = make(map[string]string)
 	}
@@ -200,6 +204,25 @@ func (s *scanner) intern(b []byte) string {
 	s.recent[h] = v
 	return v
 }
+
+// commonNames are the names, prefixes and namespaces most messages hold,
+// interned once for all of them: a message made of them costs no
+// allocation for its names. The map is never written after init.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{
+		NSEnvelope, NSXRoad, NSIdentifiers, nsXML,
+		"Envelope", "Header", "Body", "Fault", "faultcode", "faultstring", "detail",
+		"client", "service", "id", "userId", "issue", "protocolVersion", "requestHash",
+		"centralService", "objectType", "xRoadInstance", "memberClass", "memberCode",
+		"subsystemCode", "serviceCode", "serviceVersion", "algorithmId",
+		"soapenv", "soap", "SOAP-ENV", "env", "xrd", "xroad", "iden", "ident",
+		"xmlns", "xsi", "xsd",
+	} {
+		m[n] = n
+	}
+	return m
+}()
 
 // next returns the next token. Comments are skipped; adjacent text is not
 // merged. Every error is a *Fault.
