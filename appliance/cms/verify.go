@@ -17,12 +17,15 @@ import (
 
 // Signed is a parsed and cryptographically verified SignedData.
 type Signed struct {
-	ContentType  asn1.ObjectIdentifier
-	Content      []byte // encapsulated or the detached content passed in
-	Signer       *x509.Certificate
-	Certificates []*x509.Certificate // all certificates carried, the signer's included
-	SigningTime  time.Time           // zero when absent
-	OCSP         [][]byte            // stapled id-ri-ocsp-response values, in order
+	ContentType asn1.ObjectIdentifier
+	Content     []byte // encapsulated or the detached content passed in
+	Signer      *x509.Certificate
+	// Certificates are all the certificates carried, the signer's
+	// included. They may be shared with the results of other calls, and
+	// must not be modified.
+	Certificates []*x509.Certificate
+	SigningTime  time.Time // zero when absent
+	OCSP         [][]byte  // stapled id-ri-ocsp-response values, in order
 	// SigningCertificateV2 reports that the ESS signing-certificate-v2
 	// attribute was present; Verify has checked that it names Signer.
 	SigningCertificateV2 bool
@@ -174,7 +177,7 @@ func readCertificates(sd *cryptobyte.String, out *Signed) error {
 				"(attribute and other certificate formats are not accepted)",
 				len(out.Certificates))
 		}
-		c, err := x509.ParseCertificate(elem)
+		c, err := parsed.certificate(elem)
 		if err != nil {
 			return fmt.Errorf("cms: %w: certificate %d: %w", ErrMalformed,
 				len(out.Certificates), err)
