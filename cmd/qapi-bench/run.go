@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,8 +147,21 @@ func run(o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	isArgs := []string{"-listen", isAddr}
+	if o.cpuProfile != "" {
+		isArgs = append(isArgs, "-cpuprofile", o.cpuProfile+"-register.pprof")
+		f, err := os.Create(o.cpuProfile + "-load.pprof")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	isProc, err := start("qapi-sampleis", filepath.Join(bin, "qapi-sampleis"),
-		filepath.Join(work, "sampleis.log"), "-listen", isAddr)
+		filepath.Join(work, "sampleis.log"), isArgs...)
 	if err != nil {
 		return err
 	}

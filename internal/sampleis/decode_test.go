@@ -169,3 +169,24 @@ func FuzzEscape(f *testing.F) {
 		}
 	})
 }
+
+func TestLastLess(t *testing.T) {
+	for n := range 40 {
+		b := bytes.Repeat([]byte("a"), n)
+		if got := lastLess(b); got != -1 {
+			t.Errorf("lastLess of %d bytes without '<' = %d", n, got)
+		}
+		for i := range n {
+			for _, j := range []int{-1, 0, i / 2} {
+				b := bytes.Repeat([]byte("\xbc"), n) // '<' | 0x80
+				b[i] = '<'
+				if j >= 0 {
+					b[j] = '<'
+				}
+				if got := lastLess(b); got != i {
+					t.Errorf("lastLess(%q) = %d, want %d", b, got, i)
+				}
+			}
+		}
+	}
+}
