@@ -440,12 +440,11 @@ func (r result) String() string {
 // starts rate requests a second on a fixed schedule instead, each on a
 // free goroutine, measuring from its scheduled start.
 func load(url string, size, conc int, dur time.Duration, rate int) (result, error) {
-	// Buffers as large as a request and its headers, so that a request
-	// goes out in one write.
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2,
-		MaxIdleConns: conc * 2, DisableCompression: true,
-		WriteBufferSize: 16 << 10, ReadBufferSize: 16 << 10}, Timeout: 30 * time.Second}
-	defer hc.CloseIdleConnections()
+	post, err := newPoster(url, conc*2, 30*time.Second)
+	if err != nil {
+		return result{}, err
+	}
+	defer post.Close()
 	tmpl := newRequestTemplate(size)
 	buffers := sync.Pool{New: func() any { return new(exchangeBuffers) }}
 	var (
@@ -461,13 +460,12 @@ func load(url string, size, conc int, dur time.Duration, rate int) (result, erro
 		b.id = strconv.AppendInt(b.id, seq.Add(1), 10)
 		id := string(b.id)
 		b.req = tmpl.appendRequest(b.req[:0], id)
-		b.body.Reset(b.req)
 
 		t0 := time.Now()
 		if !scheduled.IsZero() {
 			t0 = scheduled
 		}
-		status, err := b.exchange(hc, url)
+		status, err := post.post(contentType, b.req, &b.answer)
 		d := time.Since(t0)
 		msg := ""
 		if err != nil {
@@ -515,30 +513,8 @@ func load(url string, size, conc int, dur time.Duration, rate int) (result, erro
 // exchangeBuffers are the buffers of one exchange, used again by the next.
 type exchangeBuffers struct {
 	id, req []byte
-	body    bytes.Reader
 	answer  bytes.Buffer
 }
 
-// exchange posts b.body to url, reads the answer in full into b.answer
-// and returns its HTTP status.
-func (b *exchangeBuffers) exchange(hc *http.Client, url string) (int, error) {
-	r, err := http.NewRequest(http.MethodPost, url, &b.body)
-	if err != nil {
-		return 0, err
-	}
-	r.Header["Content-Type"] = contentType
-	resp, err := hc.Do(r)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b.answer.Reset()
-	if _, err := b.answer.ReadFrom(resp.Body); err != nil {
-		return 0, fmt.Errorf("reading the answer: %w", err)
-	}
-	return resp.StatusCode, nil
-}
-
-// contentType is the Content-Type header of the requests; net/http only
-// reads it.
-var contentType = []string{"text/xml; charset=utf-8"}
+// contentType is the Content-Type of the requests.
+const contentType = "text/xml; charset=utf-8"
