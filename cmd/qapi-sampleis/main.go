@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -31,6 +32,12 @@ func main() {
 		"SIGTERM or SIGINT (for qapi-bench)")
 	flag.Parse()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if os.Getenv("GOGC") == "" {
+		// The register keeps little in memory between requests, and a
+		// collection each time the heap doubled cost it about 6 % of its
+		// CPU under qapi-bench.
+		debug.SetGCPercent(400)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {

@@ -116,12 +116,12 @@ func decodeFast(raw []byte) (*requestEnvelope, bool) {
 	env := &requestEnvelope{XMLName: xml.Name{Space: nsEnvelope, Local: "Envelope"},
 		Header: fromSOAP(&m.Header)}
 	if m.Body.Local == CodeGetPerson {
-		env.Body.GetPerson = &getPersonRequest{XMLName: m.Body, FIN: vals[0]}
+		env.Body.GetPerson = &getPersonRequest{XMLName: m.Body, FIN: string(vals[0])}
 		return env, true
 	}
-	q := &searchPersonsRequest{XMLName: m.Body, Surname: vals[0], GivenName: vals[1],
-		BirthYear: vals[2], Purpose: vals[4]}
-	if v := vals[3]; v != "" {
+	q := &searchPersonsRequest{XMLName: m.Body, Surname: string(vals[0]),
+		GivenName: string(vals[1]), BirthYear: string(vals[2])}
+	if v := string(vals[3]); v != "" {
 		// As encoding/xml reads an int; its error is decodeSlow's to report.
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, strconv.IntSize)
 		if err != nil {
@@ -151,10 +151,10 @@ func fromSOAP(h *soap.Header) header {
 }
 
 // operationFields returns the text of the operation's fields, in the
-// order of names ("" for one absent), reading raw, a well-formed
+// order of names (nil for one absent), reading raw, a well-formed
 // envelope, backwards from its end. It returns false for any shape but
 // the plain one decodeFast describes.
-func operationFields(raw []byte, op string, names []string) ([]string, bool) {
+func operationFields(raw []byte, op string, names []string) ([][]byte, bool) {
 	e := trimSpaceEnd(raw, len(raw))
 	i, name, ok := endTag(raw, e)
 	if !ok || local(name) != "Envelope" {
@@ -172,7 +172,7 @@ func operationFields(raw []byte, op string, names []string) ([]string, bool) {
 	}
 	prefix := opName[:len(opName)-len(op)] // "p:" or ""
 
-	vals := make([]string, len(names))
+	vals := make([][]byte, len(names))
 	seen := make([]bool, len(names))
 	for e = trimSpaceEnd(raw, i); ; e = trimSpaceEnd(raw, i) {
 		if e == 0 || raw[e-1] != '>' {
@@ -211,7 +211,7 @@ func operationFields(raw []byte, op string, names []string) ([]string, bool) {
 			bytes.IndexByte(text, '\r') >= 0 { // not ContainsAny: 10 KB texts
 			return nil, false
 		}
-		vals[k] = string(text)
+		vals[k] = text
 		i = j
 	}
 }

@@ -128,9 +128,8 @@ type searchPersonsRequest struct {
 	GivenName  string `xml:"http://qapi.az/xsd/population-register givenName"`
 	BirthYear  string `xml:"http://qapi.az/xsd/population-register birthYear"`
 	MaxResults int    `xml:"http://qapi.az/xsd/population-register maxResults"`
-	// Purpose is the legal basis the caller states for the search; the
-	// register does not interpret it.
-	Purpose string `xml:"http://qapi.az/xsd/population-register purpose"`
+	// The purpose element, the legal basis the caller states for the
+	// search, is not read: the register does not interpret it.
 }
 
 type requestEnvelope struct {
