@@ -8,6 +8,10 @@
 // searchPersons; GET with a "wsdl" query (or the path /wsdl) returns the
 // document/literal WSDL, whose header parts let generated clients (zeep,
 // for one) send the X-Road headers.
+//
+// A request that is not well-formed XML, holds a DTD or a processing
+// instruction, or is not a SOAP 1.1 Envelope and nothing else, is answered
+// with a Client fault.
 package sampleis
 
 import (
