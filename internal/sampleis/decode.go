@@ -25,47 +25,61 @@ func decode(raw []byte) (*requestEnvelope, error) {
 
 // decodeSlow reads a request with encoding/xml. It defines what the
 // register accepts and how it reads it; decodeFast must agree with it.
-//
-// Besides what encoding/xml refuses, it refuses what SOAP 1.1 (section
-// 3) forbids around the Envelope: a DTD, processing instructions, and
-// text or elements after it.
 func decodeSlow(raw []byte) (*requestEnvelope, error) {
+	if err := checkDocument(raw); err != nil {
+		return nil, notSOAP(err)
+	}
 	var env requestEnvelope
+	if err := xml.Unmarshal(raw, &env); err != nil {
+		return nil, notSOAP(err)
+	}
+	return &env, nil
+}
+
+// checkDocument reads the whole of raw with encoding/xml's strict
+// tokenizer, and refuses besides what SOAP 1.1 (section 3) forbids and
+// xml.Unmarshal lets through: a DTD, processing instructions, and text
+// or elements outside the Envelope.
+func checkDocument(raw []byte) error {
 	d := xml.NewDecoder(bytes.NewReader(raw))
-	root := false
+	depth, roots := 0, 0
 	for {
 		t, err := d.Token()
-		if err == io.EOF && root {
-			return &env, nil
+		if err == io.EOF && roots > 0 {
+			return nil
 		}
 		if err != nil {
-			return nil, notSOAP(err)
+			return err
 		}
 		switch t := t.(type) {
 		case xml.StartElement:
-			if root {
-				return nil, notSOAP(errors.New("an element follows the Envelope; " +
-					"send the Envelope alone"))
+			if depth == 0 {
+				if roots++; roots > 1 {
+					return errors.New("an element follows the Envelope; " +
+						"send the Envelope alone")
+				}
 			}
-			root = true
-			if err := d.DecodeElement(&env, &t); err != nil {
-				return nil, notSOAP(err)
-			}
+			depth++
+		case xml.EndElement:
+			depth--
 		case xml.Directive:
-			return nil, notSOAP(errors.New("the request holds a DTD or another " +
-				"declaration; SOAP 1.1 forbids them, remove it"))
+			return errors.New("the request holds a DTD or another declaration; " +
+				"SOAP 1.1 forbids them, remove it")
 		case xml.ProcInst:
 			if t.Target != "xml" {
-				return nil, notSOAP(errors.New("the request holds a processing " +
-					"instruction; SOAP 1.1 forbids them, remove it"))
+				return errors.New("the request holds a processing instruction; " +
+					"SOAP 1.1 forbids them, remove it")
 			}
 		case xml.CharData:
+			if depth > 0 {
+				continue
+			}
 			if d.InputOffset() == int64(len(t)) && bytes.HasPrefix(t, []byte(bom)) {
 				t = t[len(bom):] // first in the message
 			}
 			if len(bytes.TrimLeft(t, " \t\r\n")) > 0 {
-				return nil, notSOAP(errors.New("text stands outside the Envelope; " +
-					"send the Envelope alone"))
+				return errors.New("text stands outside the Envelope; " +
+					"send the Envelope alone")
 			}
 		}
 	}
