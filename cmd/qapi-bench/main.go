@@ -32,8 +32,9 @@ func main() {
 	flag.IntVar(&o.size, "size", 10240, "request size in bytes (clause 5.2: at most 10240)")
 	flag.StringVar(&o.bin, "bin", "", "`folder` with qapi-server and qapi-sampleis "+
 		"(built when empty)")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the servers "+
-		"as `prefix`-client.pprof and prefix-provider.pprof")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the servers, "+
+		"the register and the load generator as `prefix`-client.pprof, "+
+		"prefix-provider.pprof, prefix-register.pprof and prefix-load.pprof")
 	flag.StringVar(&o.dir, "dir", "", "`folder` in which to put the servers' files "+
 		"(message logs, databases); the system's temporary folder when empty")
 	flag.StringVar(&o.serverLogLevel, "server-log-level", "warn", "the servers' `logLevel`; "+

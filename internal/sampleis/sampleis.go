@@ -8,6 +8,10 @@
 // searchPersons; GET with a "wsdl" query (or the path /wsdl) returns the
 // document/literal WSDL, whose header parts let generated clients (zeep,
 // for one) send the X-Road headers.
+//
+// A request that is not well-formed XML, holds a DTD or a processing
+// instruction, or is not a SOAP 1.1 Envelope and nothing else, is answered
+// with a Client fault.
 package sampleis
 
 import (
@@ -16,8 +20,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Namespace is the target namespace of the register's operations.
@@ -41,16 +48,23 @@ const (
 
 // Service is the register. Safe for concurrent use.
 type Service struct {
-	persons []Person
-	byFIN   map[string]*Person
-	hits    atomic.Int64
+	persons   []Person
+	personXML [][]byte // each person's element, written once
+	byFIN     map[string]int
+	hits      atomic.Int64
 }
 
 // New returns a register over Persons().
 func New() *Service {
-	s := &Service{persons: Persons(), byFIN: map[string]*Person{}}
+	s := &Service{persons: Persons(), byFIN: map[string]int{}}
 	for i := range s.persons {
-		s.byFIN[s.persons[i].FIN] = &s.persons[i]
+		s.byFIN[s.persons[i].FIN] = i
+	}
+	var err error
+	if s.personXML, err = personXML(s.persons); err != nil {
+		// The persons are generated here, of strings only: encoding them
+		// cannot fail unless the code is wrong.
+		panic(err)
 	}
 	return s
 }
@@ -118,9 +132,8 @@ type searchPersonsRequest struct {
 	GivenName  string `xml:"http://qapi.az/xsd/population-register givenName"`
 	BirthYear  string `xml:"http://qapi.az/xsd/population-register birthYear"`
 	MaxResults int    `xml:"http://qapi.az/xsd/population-register maxResults"`
-	// Purpose is the legal basis the caller states for the search; the
-	// register does not interpret it.
-	Purpose string `xml:"http://qapi.az/xsd/population-register purpose"`
+	// The purpose element, the legal basis the caller states for the
+	// search, is not read: the register does not interpret it.
 }
 
 type requestEnvelope struct {
@@ -137,14 +150,19 @@ type requestBody struct {
 }
 
 func (s *Service) serveSOAP(w http.ResponseWriter, r *http.Request) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, maxRequest+1))
-	if err != nil || len(raw) > maxRequest {
+	b := getBuffer()
+	defer putBuffer(b)
+	if r.ContentLength > 0 && r.ContentLength <= maxRequest {
+		b.Grow(int(r.ContentLength) + 1) // one more, for ReadFrom to see the end
+	}
+	_, err := b.ReadFrom(io.LimitReader(r.Body, maxRequest+1))
+	if err != nil || b.Len() > maxRequest {
 		writeFault(w, nil, "Client", "the request could not be read or is over 64 KiB")
 		return
 	}
-	var env requestEnvelope
-	if err := xml.Unmarshal(raw, &env); err != nil {
-		writeFault(w, nil, "Client", "the request is not a SOAP 1.1 envelope: "+err.Error())
+	env, err := decode(b.Bytes())
+	if err != nil {
+		writeFault(w, nil, "Client", err.Error())
 		return
 	}
 	h := &env.Header
@@ -156,31 +174,32 @@ func (s *Service) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case env.Body.GetPerson != nil:
-		p := s.byFIN[strings.ToUpper(strings.TrimSpace(env.Body.GetPerson.FIN))]
-		if p == nil {
+		i, ok := s.byFIN[strings.ToUpper(strings.TrimSpace(env.Body.GetPerson.FIN))]
+		if !ok {
 			writeFault(w, h, "Client.NotFound", "no person with that FIN is registered")
 			return
 		}
-		writeResponse(w, h, CodeGetPerson, []Person{*p})
+		s.writeResponse(w, h, CodeGetPerson, []int{i})
 	case env.Body.SearchPersons != nil:
 		q := env.Body.SearchPersons
 		limit := q.MaxResults
 		if limit <= 0 || limit > MaxResults {
 			limit = MaxResults
 		}
-		var found []Person
-		for _, p := range s.persons {
+		year := q.BirthYear + "-"
+		found := make([]int, 0, MaxResults)
+		for i, p := range s.persons {
 			if len(found) == limit {
 				break
 			}
 			if q.Surname != "" && !strings.EqualFold(p.Surname, q.Surname) ||
 				q.GivenName != "" && !strings.EqualFold(p.GivenName, q.GivenName) ||
-				q.BirthYear != "" && !strings.HasPrefix(p.BirthDate, q.BirthYear+"-") {
+				q.BirthYear != "" && !strings.HasPrefix(p.BirthDate, year) {
 				continue
 			}
-			found = append(found, p)
+			found = append(found, i)
 		}
-		writeResponse(w, h, CodeSearchPersons, found)
+		s.writeResponse(w, h, CodeSearchPersons, found)
 	default:
 		writeFault(w, h, "Client.UnknownOperation",
 			"the body holds no operation of the population register; "+
@@ -188,65 +207,138 @@ func (s *Service) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// buffers holds the buffers of requests and answers, which are about as
+// large for every request.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer { return buffers.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 4*maxRequest {
+		return // let an unusual answer's buffer go
+	}
+	b.Reset()
+	buffers.Put(b)
+}
+
 // writeHeader writes the X-Road header block echoing h, as the protocol
 // asks an information system to do.
 func writeHeader(b *bytes.Buffer, h *header) {
 	b.WriteString(`<soapenv:Header>`)
-	writeID(b, "client", h.Client)
-	writeID(b, "service", h.Service)
-	for _, f := range []struct{ name, v string }{{"id", h.ID}, {"userId", h.UserID},
-		{"issue", h.Issue}, {"protocolVersion", h.ProtocolVersion}} {
-		if f.v != "" {
-			fmt.Fprintf(b, "<xrd:%s>", f.name)
-			xml.EscapeText(b, []byte(f.v))
-			fmt.Fprintf(b, "</xrd:%s>", f.name)
-		}
-	}
+	writeID(b, "client", &h.Client)
+	writeID(b, "service", &h.Service)
+	element(b, "xrd:id", h.ID)
+	element(b, "xrd:userId", h.UserID)
+	element(b, "xrd:issue", h.Issue)
+	element(b, "xrd:protocolVersion", h.ProtocolVersion)
 	b.WriteString(`</soapenv:Header>`)
 }
 
-func writeID(b *bytes.Buffer, name string, id identifier) {
-	fmt.Fprintf(b, `<xrd:%s id:objectType="`, name)
-	xml.EscapeText(b, []byte(id.ObjectType))
+func writeID(b *bytes.Buffer, name string, id *identifier) {
+	b.WriteString("<xrd:")
+	b.WriteString(name)
+	b.WriteString(` id:objectType="`)
+	escape(b, id.ObjectType)
 	b.WriteString(`">`)
-	for _, f := range []struct{ name, v string }{{"xRoadInstance", id.Instance},
-		{"memberClass", id.MemberClass}, {"memberCode", id.MemberCode},
-		{"subsystemCode", id.SubsystemCode}, {"serviceCode", id.ServiceCode},
-		{"serviceVersion", id.Version}} {
-		if f.v != "" {
-			fmt.Fprintf(b, "<id:%s>", f.name)
-			xml.EscapeText(b, []byte(f.v))
-			fmt.Fprintf(b, "</id:%s>", f.name)
+	element(b, "id:xRoadInstance", id.Instance)
+	element(b, "id:memberClass", id.MemberClass)
+	element(b, "id:memberCode", id.MemberCode)
+	element(b, "id:subsystemCode", id.SubsystemCode)
+	element(b, "id:serviceCode", id.ServiceCode)
+	element(b, "id:serviceVersion", id.Version)
+	b.WriteString("</xrd:")
+	b.WriteString(name)
+	b.WriteString(">")
+}
+
+// element writes <tag>v</tag>, escaped, unless v is empty.
+func element(b *bytes.Buffer, tag, v string) {
+	if v == "" {
+		return
+	}
+	b.WriteByte('<')
+	b.WriteString(tag)
+	b.WriteByte('>')
+	escape(b, v)
+	b.WriteString("</")
+	b.WriteString(tag)
+	b.WriteByte('>')
+}
+
+// escape writes v as xml.EscapeText does, copying it whole when that
+// would change nothing.
+func escape(b *bytes.Buffer, v string) {
+	if plain(v) {
+		b.WriteString(v)
+		return
+	}
+	xml.EscapeText(b, []byte(v))
+}
+
+// plain reports whether xml.EscapeText would leave v as it is: no
+// character it escapes, and none it replaces (invalid UTF-8, or outside
+// XML's Char production).
+func plain(v string) bool {
+	for _, r := range v {
+		switch {
+		case r == '<' || r == '>' || r == '&' || r == '\'' || r == '"':
+			return false
+		case r < 0x20, r == utf8.RuneError, r >= 0xFFFE && r <= 0xFFFF:
+			return false
 		}
 	}
-	fmt.Fprintf(b, "</xrd:%s>", name)
+	return true
 }
 
 const envelopeStart = `<?xml version="1.0" encoding="UTF-8"?>` +
 	`<soapenv:Envelope xmlns:soapenv="` + nsEnvelope + `" xmlns:xrd="` + nsXRoad +
 	`" xmlns:id="` + nsIdentifiers + `" xmlns:pr="` + Namespace + `">`
 
-func writeResponse(w http.ResponseWriter, h *header, op string, persons []Person) {
-	var b bytes.Buffer
-	b.WriteString(envelopeStart)
-	writeHeader(&b, h)
-	fmt.Fprintf(&b, "<soapenv:Body><pr:%sResponse>", op)
-	enc := xml.NewEncoder(&b)
+// personXML returns each person's element as the register answers it:
+// elementFormDefault is qualified, so the person element declares the
+// register's namespace as default and its children inherit it.
+func personXML(persons []Person) ([][]byte, error) {
+	out := make([][]byte, len(persons))
 	for i := range persons {
-		// elementFormDefault is qualified: the person element declares the
-		// register's namespace as default, and its children inherit it.
+		var b bytes.Buffer
+		enc := xml.NewEncoder(&b)
 		err := enc.EncodeElement(&persons[i], xml.StartElement{
 			Name: xml.Name{Space: Namespace, Local: "person"}})
-		if err != nil {
-			writeFault(w, h, "Server", "the register could not encode its answer")
-			return
+		if err == nil {
+			err = enc.Close()
 		}
+		if err != nil {
+			return nil, fmt.Errorf("encode person %s: %w", persons[i].FIN, err)
+		}
+		out[i] = b.Bytes()
 	}
-	enc.Flush()
-	fmt.Fprintf(&b, "</pr:%sResponse></soapenv:Body></soapenv:Envelope>", op)
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	return out, nil
+}
+
+// writeResponse answers with the persons of the given indexes.
+func (s *Service) writeResponse(w http.ResponseWriter, h *header, op string, found []int) {
+	b := getBuffer()
+	defer putBuffer(b)
+	b.WriteString(envelopeStart)
+	writeHeader(b, h)
+	b.WriteString("<soapenv:Body><pr:")
+	b.WriteString(op)
+	b.WriteString("Response>")
+	for _, i := range found {
+		b.Write(s.personXML[i])
+	}
+	b.WriteString("</pr:")
+	b.WriteString(op)
+	b.WriteString("Response></soapenv:Body></soapenv:Envelope>")
+	hd := w.Header()
+	hd["Content-Type"] = contentType
+	hd["Content-Length"] = []string{strconv.Itoa(b.Len())}
 	w.Write(b.Bytes())
 }
+
+// contentType is the Content-Type header of every SOAP answer; net/http
+// only reads it.
+var contentType = []string{"text/xml; charset=utf-8"}
 
 func writeFault(w http.ResponseWriter, h *header, code, msg string) {
 	var b bytes.Buffer
@@ -255,9 +347,9 @@ func writeFault(w http.ResponseWriter, h *header, code, msg string) {
 		writeHeader(&b, h)
 	}
 	b.WriteString(`<soapenv:Body><soapenv:Fault><faultcode>`)
-	xml.EscapeText(&b, []byte(code))
+	escape(&b, code)
 	b.WriteString(`</faultcode><faultstring>`)
-	xml.EscapeText(&b, []byte(msg))
+	escape(&b, msg)
 	b.WriteString(`</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`)
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	w.WriteHeader(http.StatusInternalServerError)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -152,4 +153,101 @@ func stderr(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// fault is a SOAP 1.1 fault as the register answers it.
+type fault struct {
+	Code   string `xml:"Body>Fault>faultcode"`
+	String string `xml:"Body>Fault>faultstring"`
+}
+
+// TestRefusals sends what a strict SOAP 1.1 reader must refuse, to the
+// register over HTTP.
+func TestRefusals(t *testing.T) {
+	is := sampleis.New()
+	srv := httptest.NewServer(is)
+	defer srv.Close()
+	h := hdr
+	h.Service.ServiceCode = sampleis.CodeGetPerson
+	good := string(sampleis.GetPersonRequest(h, is.Persons()[0].FIN))
+	_, start, _ := strings.Cut(good, "?>")
+	body := good[strings.Index(good, "<soapenv:Body>"):]
+
+	tests := []struct{ name, req, want string }{
+		{"empty", "", "not a SOAP 1.1 envelope"},
+		{"not XML", "hello", "not a SOAP 1.1 envelope"},
+		{"unclosed", good[:len(good)-5], "not a SOAP 1.1 envelope"},
+		{"mismatched tags", strings.Replace(good, "</pr:fin>", "</pr:fim>", 1),
+			"not a SOAP 1.1 envelope"},
+		{"DTD", `<!DOCTYPE e [<!ENTITY x "y">]>` + start, "DTD"},
+		{"undeclared entity", strings.Replace(good, "<pr:fin>", "<pr:fin>&x;", 1),
+			"not a SOAP 1.1 envelope"},
+		{"SOAP 1.2", strings.ReplaceAll(good, "http://schemas.xmlsoap.org/soap/envelope/",
+			"http://www.w3.org/2003/05/soap-envelope"), "not a SOAP 1.1 envelope"},
+		{"another root", `<a xmlns:soapenv="urn:x" xmlns:pr="` + sampleis.Namespace + `">` +
+			body[:len(body)-len("</soapenv:Envelope>")] + "</a>", "not a SOAP 1.1 envelope"},
+		{"element after the Envelope", good + "<x/>", "follows the Envelope"},
+		{"text after the Envelope", good + "x", "outside the Envelope"},
+		{"text before the Envelope", "x" + start, "outside the Envelope"},
+		{"processing instruction", good + "<?pi x?>", "processing instruction"},
+		{"processing instruction in the Header", strings.Replace(good, "<xrd:id>",
+			"<?pi x?><xrd:id>", 1), "processing instruction"},
+		{"end tag after the Envelope", good + "</x>", "not a SOAP 1.1 envelope"},
+		{"not UTF-8", strings.Replace(good, is.Persons()[0].FIN, "\xff", 1),
+			"not a SOAP 1.1 envelope"},
+		{"over 64 KiB", strings.Replace(good, "<pr:fin>",
+			"<!--"+strings.Repeat("x", 64<<10)+"--><pr:fin>", 1), "over 64 KiB"},
+		{"operation in another namespace", strings.Replace(good, `xmlns:pr="`+
+			sampleis.Namespace, `xmlns:pr="urn:other`, 1), "not in the namespace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, answer := post(t, srv.URL, []byte(tt.req))
+			var f fault
+			if err := xml.Unmarshal(answer, &f); err != nil {
+				t.Fatalf("answer is not well-formed XML: %v: %s", err, answer)
+			}
+			if status != 500 || !strings.HasPrefix(f.Code, "Client") ||
+				!strings.Contains(f.String, tt.want) {
+				t.Errorf("status %d, fault %q %q; want 500, Client, %q", status, f.Code,
+					f.String, tt.want)
+			}
+		})
+	}
+}
+
+// TestHeaderEcho checks that the X-Road headers come back as sent, with
+// the characters XML must escape, on both decoding paths: the first
+// request is plain, the second one the fast path declines (a reference in
+// the body).
+func TestHeaderEcho(t *testing.T) {
+	is := sampleis.New()
+	srv := httptest.NewServer(is)
+	defer srv.Close()
+	h := hdr
+	h.Service.ServiceCode = sampleis.CodeGetPerson
+	h.ID = `id <1> & "2" 'ü'`
+	h.UserID = "AZ\t123"
+	h.Issue = "issue ]]> &amp;"
+	fin := is.Persons()[9].FIN
+	plain := sampleis.GetPersonRequest(h, fin)
+	declined := bytes.Replace(plain, []byte(fin),
+		[]byte(fin[:3]+"&#"+fmt.Sprint(int(fin[3]))+";"+fin[4:]), 1)
+	for _, req := range [][]byte{plain, declined} {
+		status, answer := post(t, srv.URL, req)
+		var got struct {
+			ID     string `xml:"Header>id"`
+			UserID string `xml:"Header>userId"`
+			Issue  string `xml:"Header>issue"`
+			FIN    string `xml:"Body>getPersonResponse>person>fin"`
+		}
+		if err := xml.Unmarshal(answer, &got); err != nil {
+			t.Fatalf("answer is not well-formed XML: %v: %s", err, answer)
+		}
+		if status != 200 || got.ID != h.ID || got.UserID != h.UserID ||
+			got.Issue != h.Issue || got.FIN != fin {
+			t.Errorf("status %d, echoed %+v; want 200 and %q %q %q %s", status, got,
+				h.ID, h.UserID, h.Issue, fin)
+		}
+	}
 }
