@@ -5,10 +5,11 @@
 //
 // # Store
 //
-// The log is one bbolt file with four buckets: records (one entry per
+// The log is one bbolt file with five buckets: records (one entry per
 // message, keyed by its sequence number), chain (the chain head and a key
 // check), timestamps (RFC 3161 tokens over the chain head, keyed by the last
-// entry each covers) and archive (what has left the live store). Every
+// entry each covers), archive (what has left the live store) and marks
+// (short keys committed with the records, see Mark). Every
 // record value is sealed with AES-256-GCM under the 32-byte log key, with a
 // fresh nonce, and the bucket and key as additional data.
 //
@@ -64,6 +65,9 @@ type Record struct {
 	// ContentType its header value.
 	Signed      []byte
 	ContentType string
+	// Mark, when its Key is set, is kept in the same transaction as the
+	// record (see Mark); it is not part of the entry.
+	Mark Mark
 }
 
 // Options configure a Log. The zero value of every field but Path and Key
@@ -133,6 +137,7 @@ var (
 	bucketChain      = []byte("chain")
 	bucketTimestamps = []byte("timestamps")
 	bucketArchive    = []byte("archive")
+	bucketMarks      = []byte("marks")
 
 	keyHead     = []byte("head")     // seq(8) || hash(32) of the last entry
 	keyKeyCheck = []byte("keycheck") // sealed keyCheckText
@@ -263,7 +268,7 @@ func (l *Log) openDB() error {
 func (l *Log) prepare(tx *bolt.Tx) error {
 	var err error
 	for _, name := range [][]byte{bucketRecords, bucketChain, bucketTimestamps,
-		bucketArchive} {
+		bucketArchive, bucketMarks} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -324,6 +329,13 @@ func (l *Log) safely(fn func() error) (err error) {
 func (l *Log) Append(ctx context.Context, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	for i := range recs {
+		if recs[i].Mark.Key != nil {
+			if err := recs[i].Mark.valid(); err != nil {
+				return err
+			}
+		}
 	}
 	if err := l.stampFailure(); err != nil {
 		return err
@@ -403,6 +415,11 @@ func (l *Log) commit(batch []*request) error {
 					}
 					if err := b.Put(key, v); err != nil {
 						return err
+					}
+					if rec.Mark.Key != nil {
+						if err := putMark(tx, &rec.Mark); err != nil {
+							return err
+						}
 					}
 					head = link{seq: e.Seq, hash: hash}
 				}
