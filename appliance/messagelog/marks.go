@@ -42,23 +42,26 @@ func (m *Mark) valid() error {
 
 // markKey is the mark's key in the bucket: its time, so that the bucket
 // is in time order and a prune takes a prefix, then its key.
-func markKey(m *Mark) []byte {
-	k := make([]byte, 8, 8+len(m.Key))
+func markKey(m *Mark) []byte { return appendMarkKey(make([]byte, 0, 8+len(m.Key)), m) }
+
+// appendMarkKey appends markKey(m) to dst.
+func appendMarkKey(dst []byte, m *Mark) []byte {
 	// The sign bit flipped, so that byte order is time order across 1970.
-	binary.BigEndian.PutUint64(k, uint64(m.Time.UnixNano())^1<<63)
-	return append(k, m.Key...)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Time.UnixNano())^1<<63)
+	return append(dst, m.Key...)
 }
 
 func markTime(k []byte) time.Time {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^1<<63))
 }
 
-// putMark stores m in the marks bucket of tx.
-func putMark(tx *bolt.Tx, m *Mark) error {
+// putMark stores the mark whose markKey is key in the marks bucket of tx.
+// bbolt keeps key until tx ends.
+func putMark(tx *bolt.Tx, key []byte) error {
 	b := tx.Bucket(bucketMarks)
 	// Marks arrive in about time order, so pages split nearly full.
 	b.FillPercent = 0.9
-	return b.Put(markKey(m), nil)
+	return b.Put(key, nil)
 }
 
 // Marks calls fn with every mark kept, in time order, until fn fails.
@@ -88,7 +91,7 @@ func (l *Log) PutMarks(marks ...Mark) error {
 	}
 	err := l.update(func(tx *bolt.Tx) error {
 		for i := range marks {
-			if err := putMark(tx, &marks[i]); err != nil {
+			if err := putMark(tx, markKey(&marks[i])); err != nil {
 				return err
 			}
 		}

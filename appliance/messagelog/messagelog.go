@@ -161,6 +161,10 @@ type Log struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// batchBuf is the writer's buffer for a batch's keys and sealed
+	// values (see commit).
+	batchBuf []byte
+
 	mu sync.Mutex // guards the fields below
 	db *bolt.DB   // nil while broken after a failed commit
 	// head is the last committed entry; through the last archived one.
@@ -382,6 +386,10 @@ func (l *Log) writer() {
 	}
 }
 
+// maxBatchBuf bounds the buffer the writer keeps between batches: a rare
+// large batch does not pin its memory.
+const maxBatchBuf = 4 << 20
+
 // commit writes the records of batch in one transaction. On failure it
 // reopens the file, so that the state in memory is what the disk holds.
 func (l *Log) commit(batch []*request) error {
@@ -397,6 +405,9 @@ func (l *Log) commit(batch []*request) error {
 	db, head := l.db, l.head
 	l.mu.Unlock()
 	now := l.opts.Now()
+	// bbolt keeps the keys and values put until the transaction ends, so
+	// the batch's are built in one buffer, reused by the next batch.
+	buf := l.batchBuf[:0]
 	err := l.safely(func() error {
 		return db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketRecords)
@@ -408,16 +419,23 @@ func (l *Log) commit(batch []*request) error {
 					}
 					rec.Time = rec.Time.UTC()
 					e := Entry{Seq: head.seq + 1, Prev: head.hash, Record: rec}
-					key := seqKey(e.Seq)
-					v, hash, err := l.sealer.sealEntry(bucketRecords, key, &e)
-					if err != nil {
+					start := len(buf)
+					buf = binary.BigEndian.AppendUint64(buf, e.Seq)
+					key := buf[start:len(buf):len(buf)]
+					var hash Hash
+					var err error
+					start = len(buf)
+					if buf, hash, err = l.sealer.appendSealedEntry(buf, bucketRecords, key,
+						&e); err != nil {
 						return err
 					}
-					if err := b.Put(key, v); err != nil {
+					if err := b.Put(key, buf[start:len(buf):len(buf)]); err != nil {
 						return err
 					}
 					if rec.Mark.Key != nil {
-						if err := putMark(tx, &rec.Mark); err != nil {
+						start = len(buf)
+						buf = appendMarkKey(buf, &rec.Mark)
+						if err := putMark(tx, buf[start:len(buf):len(buf)]); err != nil {
 							return err
 						}
 					}
@@ -427,6 +445,9 @@ func (l *Log) commit(batch []*request) error {
 			return tx.Bucket(bucketChain).Put(keyHead, head.bytes())
 		})
 	})
+	if cap(buf) <= maxBatchBuf {
+		l.batchBuf = buf
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
