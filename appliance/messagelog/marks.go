@@ -17,8 +17,9 @@ import (
 // this way (clause 6.2.4).
 //
 // A mark is not part of any entry: it is not chained, not archived and not
-// encrypted, so it must not hold message content (the replay store's keys
-// are digests). Entries read back from the log carry no mark.
+// encrypted, so it must not hold message content or tell who talked to
+// whom (the replay store's keys are digests under a secret). Entries read
+// back from the log carry no mark.
 type Mark struct {
 	// Time orders the marks; PruneMarks drops them by it. Required.
 	Time time.Time

@@ -13,6 +13,7 @@ package replay
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -37,18 +38,33 @@ var ErrReplay = errors.New("message id was already used by this client")
 var ErrSigningTime = errors.New("signing time is outside the accepted window")
 
 // idKey names a (client, message id) pair by the first 128 bits of its
-// SHA-256: 16 bytes whatever the id's length, so that the ids of a busy
-// window fit in memory (a million take about 40 MB), with a chance of two
-// pairs colliding that is negligible against a window's count.
+// HMAC-SHA256 under the store's secret: 16 bytes whatever the id's length,
+// so that the ids of a busy window fit in memory (a million take about
+// 40 MB), with a chance of two pairs colliding that is negligible against a
+// window's count. Keyed, so that the journal on disk does not tell who
+// sent which id to anybody without the secret.
 type idKey [16]byte
 
-func keyOf(client ident.Client, id string) idKey {
-	c := client.String()
-	b := make([]byte, 0, len(c)+1+len(id))
-	b = append(append(append(b, c...), 0), id...)
-	sum := sha256.Sum256(b)
+func (s *Store) keyOf(client ident.Client, id string) idKey {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte(client.String()))
+	m.Write([]byte{0})
+	m.Write([]byte(id))
+	var k idKey
+	copy(k[:], m.Sum(nil))
+	return k
+}
+
+// legacyKeyOf is the unkeyed digest an older version stored in the
+// configuration database.
+func legacyKeyOf(client ident.Client, id string) idKey {
+	sum := sha256.Sum256([]byte(client.String() + "\x00" + id))
 	return idKey(sum[:16])
 }
+
+// legacyPrefix starts the journal key of an id imported from the
+// configuration database, which is known only by its unkeyed digest.
+const legacyPrefix = 0
 
 // Journal keeps a Store's seen ids durable, as marks whose Key is the id's
 // 16-byte digest and whose Time is its signing time. *messagelog.Log is
@@ -67,9 +83,13 @@ type Journal interface {
 type Store struct {
 	journal Journal
 	window  time.Duration
+	secret  []byte // the HMAC key of idKey
 
 	mu   sync.Mutex
 	seen map[idKey]int64 // -> signing time, Unix nanoseconds
+	// legacy holds the imported ids (see Import) by their unkeyed digest,
+	// until they are past the window.
+	legacy map[idKey]int64
 
 	ctx    context.Context // ends at Close, stopping a prune under way
 	cancel context.CancelFunc
@@ -78,19 +98,33 @@ type Store struct {
 
 // Open loads the seen ids from j and starts the pruner. window is the
 // accepted distance between a signing time and the clock (DefaultWindow
-// when zero). The caller owns j and closes it after Close.
-func Open(j Journal, window time.Duration) (*Store, error) {
+// when zero). secret, at least 32 bytes that the server keeps secret (the
+// message log's key), keys the digests of the ids in the journal; it must
+// be the same at every start. The caller owns j and closes it after Close.
+func Open(j Journal, window time.Duration, secret []byte) (*Store, error) {
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	s := &Store{journal: j, window: window, seen: map[idKey]int64{},
-		done: make(chan struct{})}
+	if len(secret) < 32 {
+		return nil, fmt.Errorf("the replay store's secret is %d bytes, want at least 32",
+			len(secret))
+	}
+	// A key of its own, so that the digests say nothing about the secret's
+	// other uses.
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("qapi replay store: message id digests"))
+	s := &Store{journal: j, window: window, secret: m.Sum(nil),
+		seen: map[idKey]int64{}, legacy: map[idKey]int64{}, done: make(chan struct{})}
 	err := j.Marks(func(m messagelog.Mark) error {
-		if len(m.Key) != len(idKey{}) {
+		switch {
+		case len(m.Key) == len(idKey{}):
+			remember(s.seen, idKey(m.Key), m.Time.UnixNano())
+		case len(m.Key) == 1+len(idKey{}) && m.Key[0] == legacyPrefix:
+			remember(s.legacy, idKey(m.Key[1:]), m.Time.UnixNano())
+		default:
 			return fmt.Errorf("a seen id has a %d-byte key, want %d", len(m.Key),
 				len(idKey{}))
 		}
-		s.remember(idKey(m.Key), m.Time.UnixNano())
 		return nil
 	})
 	if err != nil {
@@ -101,10 +135,10 @@ func Open(j Journal, window time.Duration) (*Store, error) {
 	return s, nil
 }
 
-// remember adds k, keeping the later signing time when k is known.
-func (s *Store) remember(k idKey, signed int64) {
-	if t, ok := s.seen[k]; !ok || t < signed {
-		s.seen[k] = signed
+// remember adds k to set, keeping the later signing time when k is known.
+func remember(set map[idKey]int64, k idKey, signed int64) {
+	if t, ok := set[k]; !ok || t < signed {
+		set[k] = signed
 	}
 }
 
@@ -133,10 +167,14 @@ func (s *Store) Claim(client ident.Client, id string, signed, now time.Time) (Cl
 			ErrSigningTime, signed.UTC().Format(time.RFC3339),
 			now.UTC().Format(time.RFC3339), s.window)
 	}
-	k := keyOf(client, id)
+	k := s.keyOf(client, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.seen[k]; dup {
+	_, dup := s.seen[k]
+	if !dup && len(s.legacy) > 0 {
+		_, dup = s.legacy[legacyKeyOf(client, id)]
+	}
+	if dup {
 		return Claim{}, fmt.Errorf("%w: id %q from %s", ErrReplay, id, client)
 	}
 	s.seen[k] = signed.UnixNano()
@@ -162,7 +200,7 @@ func (c Claim) Release() {
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.seen)
+	return len(s.seen) + len(s.legacy)
 }
 
 // Prune forgets the ids whose signing time is so old that the signing-time
@@ -172,10 +210,12 @@ func (s *Store) Prune(now time.Time) (int, error) {
 	limit := now.Add(-s.window - time.Second)
 	n := 0
 	s.mu.Lock()
-	for k, t := range s.seen {
-		if t < limit.UnixNano() {
-			delete(s.seen, k)
-			n++
+	for _, set := range []map[idKey]int64{s.seen, s.legacy} {
+		for k, t := range set {
+			if t < limit.UnixNano() {
+				delete(set, k)
+				n++
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -195,7 +235,9 @@ var legacyBucket = []byte("replay-seen")
 // Import moves the seen ids that an older version kept in db into the
 // store and its journal, and drops them from db; those past the window at
 // now are dropped only. It returns how many it moved. Without it a request
-// seen just before an upgrade could be replayed just after.
+// seen just before an upgrade could be replayed just after. The old ids are
+// known by their unkeyed digests only, and checked as such until they are
+// past the window.
 func (s *Store) Import(db *bolt.DB, now time.Time) (int, error) {
 	limit := now.Add(-s.window - time.Second).UnixNano()
 	var marks []messagelog.Mark
@@ -211,7 +253,7 @@ func (s *Store) Import(db *bolt.DB, now time.Time) (int, error) {
 			}
 			if t := int64(binary.BigEndian.Uint64(v)); t >= limit {
 				marks = append(marks, messagelog.Mark{Time: time.Unix(0, t),
-					Key: append([]byte(nil), k...)})
+					Key: append([]byte{legacyPrefix}, k...)})
 			}
 			return nil
 		})
@@ -233,7 +275,7 @@ func (s *Store) Import(db *bolt.DB, now time.Time) (int, error) {
 	}
 	s.mu.Lock()
 	for _, m := range marks {
-		s.remember(idKey(m.Key), m.Time.UnixNano())
+		remember(s.legacy, idKey(m.Key[1:]), m.Time.UnixNano())
 	}
 	s.mu.Unlock()
 	return len(marks), nil

@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -31,7 +32,7 @@ func open(t *testing.T, path string) (*messagelog.Log, *replay.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := replay.Open(l, 5*time.Minute)
+	s, err := replay.Open(l, 5*time.Minute, logKey)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
@@ -264,5 +265,43 @@ func TestImport(t *testing.T) {
 	if err := admit(l, s, clientA, "recent", t0.Add(-time.Minute),
 		t0.Add(time.Second)); !errors.Is(err, replay.ErrReplay) {
 		t.Errorf("after restart an imported id is accepted again: %v", err)
+	}
+}
+
+// TestJournalTellsNothing: the journal holds digests keyed by the secret,
+// so that the log file does not show who sent which id (the log encrypts
+// its records for the same reason).
+func TestJournalTellsNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	l, s := open(t, path)
+	if err := admit(l, s, clientA, "id", t0, t0); err != nil {
+		t.Fatal(err)
+	}
+	plain := sha256.Sum256([]byte(clientA.String() + "\x00id"))
+	n := 0
+	err := l.Marks(func(m messagelog.Mark) error {
+		n++
+		if bytes.Contains(m.Key, plain[:16]) || bytes.Contains(m.Key, []byte("id")) {
+			return fmt.Errorf("mark %x shows the id", m.Key)
+		}
+		return nil
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("%d marks, %v; want one that shows nothing", n, err)
+	}
+	s.Close()
+
+	// The same journal read under another secret matches nothing.
+	other, err := replay.Open(l, 5*time.Minute, bytes.Repeat([]byte{1}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	defer other.Close()
+	if _, err := other.Claim(clientA, "id", t0, t0); err != nil {
+		t.Errorf("under another secret the id is still known: %v", err)
+	}
+	if _, err := replay.Open(l, 0, make([]byte, 16)); err == nil {
+		t.Error("a 16-byte secret was accepted")
 	}
 }
