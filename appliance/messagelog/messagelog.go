@@ -367,6 +367,7 @@ func (l *Log) writer() {
 	released := time.Now()
 	batches := groupcommit.Collector[*request]{Max: l.opts.MaxBatch, Delay: l.opts.MaxDelay,
 		Weight: func(r *request) int { return len(r.recs) }}
+	var batch []*request
 	for {
 		var first *request
 		select {
@@ -374,10 +375,11 @@ func (l *Log) writer() {
 		case <-l.quit:
 			return
 		}
-		batch := batches.Next(first, l.queue, nil)
+		batch = batches.Next(first, l.queue, batch)
 		err := l.commit(batch)
-		for _, r := range batch {
+		for i, r := range batch {
 			r.done <- err
+			batch[i] = nil
 		}
 		if time.Since(released) >= releaseEvery {
 			l.releaseMemory()
