@@ -67,7 +67,8 @@ func legacyKeyOf(client ident.Client, id string) idKey {
 const legacyPrefix = 0
 
 // Journal keeps a Store's seen ids durable, as marks whose Key is the id's
-// 16-byte digest and whose Time is its signing time. *messagelog.Log is
+// 16-byte digest (after a zero byte for an id moved by Import) and whose
+// Time is its signing time; it holds no other marks. *messagelog.Log is
 // one; the ids reach it on the request records (Claim.Mark).
 type Journal interface {
 	// Marks calls fn with every mark kept.
