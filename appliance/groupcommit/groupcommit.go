@@ -1,7 +1,7 @@
 // Package groupcommit gathers the requests that queue up behind one, so
 // that a single durable commit (one disk sync) serves them all: the
-// message log's records (2.2.2) and the replay store's seen ids (6.2.4)
-// are committed this way.
+// message log commits its records (2.2.2) this way, and with them the
+// replay store's seen ids (6.2.4).
 package groupcommit
 
 import "time"

@@ -47,6 +47,7 @@ func TestCrashChild(t *testing.T) {
 			for i := 0; ; i++ {
 				rec := testRecord(i)
 				rec.MessageID = fmt.Sprintf("%s-%d-%d", prefix, g, i)
+				rec.Mark = Mark{Time: time.Now(), Key: []byte(rec.MessageID)}
 				if err := l.Append(context.Background(), rec); err != nil {
 					fmt.Println("append:", err)
 					os.Exit(3)
@@ -63,8 +64,9 @@ func TestCrashChild(t *testing.T) {
 
 // TestKillNine kills a process appending under load with SIGKILL twenty
 // times, each after a random number of acknowledged records: after each
-// kill every acknowledged record is in the log, the chain verifies, and the
-// next process continues the same chain.
+// kill every acknowledged record is in the log, each record has its mark
+// and each mark its record, the chain verifies, and the next process
+// continues the same chain.
 //
 // TODO: SIGKILL keeps the page cache, so these tests would not catch a
 // missing fsync; a power-cut test needs a VM or dm-flakey under the file.
@@ -114,6 +116,7 @@ func TestKillNine(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
+		marks := marksOf(t, l)
 		count, err := l.Verify()
 		if err != nil {
 			t.Fatalf("round %d: the chain does not verify after SIGKILL: %v", round, err)
@@ -123,6 +126,10 @@ func TestKillNine(t *testing.T) {
 			if !found[id] {
 				t.Fatalf("round %d: acknowledged record %s is missing after SIGKILL", round, id)
 			}
+		}
+		if !sameSet(found, marks) {
+			t.Fatalf("round %d: %d records but %d marks after SIGKILL: a mark was not "+
+				"committed with its record", round, len(found), len(marks))
 		}
 		if count < len(acked) {
 			t.Fatalf("round %d: %d entries for %d acknowledged records", round, count,
@@ -146,4 +153,26 @@ func KillRand(t *testing.T) *mathrand.Rand {
 	}
 	t.Logf("kill moments from seed %d (QAPI_KILL_SEED repeats them)", seed)
 	return mathrand.New(mathrand.NewPCG(seed, seed))
+}
+
+// marksOf returns the keys of the marks l keeps.
+func marksOf(t testing.TB, l *Log) map[string]bool {
+	t.Helper()
+	marks := map[string]bool{}
+	if err := l.Marks(func(m Mark) error { marks[string(m.Key)] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return marks
+}
+
+func sameSet(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
 }

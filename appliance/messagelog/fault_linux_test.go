@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/qapi-az/qapi/internal/testenv"
 )
@@ -51,6 +52,7 @@ func TestDiskFull(t *testing.T) {
 		r := testRecord(i)
 		r.MessageID = fmt.Sprintf("full-%d", i)
 		r.Signed = make([]byte, 8<<10)
+		r.Mark = Mark{Time: time.Unix(int64(i), 0), Key: []byte(r.MessageID)}
 		return r
 	}
 	var acked []string
@@ -107,6 +109,9 @@ func TestDiskFull(t *testing.T) {
 	if len(found) != len(acked) {
 		t.Fatalf("%d records stored, %d acknowledged: a refused record was stored",
 			len(found), len(acked))
+	}
+	if !sameSet(found, marksOf(t, l)) {
+		t.Fatal("the marks are not those of the stored records")
 	}
 	if _, err := l.Verify(); err != nil {
 		t.Fatal(err)

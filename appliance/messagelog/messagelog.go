@@ -5,10 +5,11 @@
 //
 // # Store
 //
-// The log is one bbolt file with four buckets: records (one entry per
+// The log is one bbolt file with five buckets: records (one entry per
 // message, keyed by its sequence number), chain (the chain head and a key
 // check), timestamps (RFC 3161 tokens over the chain head, keyed by the last
-// entry each covers) and archive (what has left the live store). Every
+// entry each covers), archive (what has left the live store) and marks
+// (short keys committed with the records, see Mark). Every
 // record value is sealed with AES-256-GCM under the 32-byte log key, with a
 // fresh nonce, and the bucket and key as additional data.
 //
@@ -64,6 +65,9 @@ type Record struct {
 	// ContentType its header value.
 	Signed      []byte
 	ContentType string
+	// Mark, when its Key is set, is kept in the same transaction as the
+	// record (see Mark); it is not part of the entry.
+	Mark Mark
 }
 
 // Options configure a Log. The zero value of every field but Path and Key
@@ -133,6 +137,7 @@ var (
 	bucketChain      = []byte("chain")
 	bucketTimestamps = []byte("timestamps")
 	bucketArchive    = []byte("archive")
+	bucketMarks      = []byte("marks")
 
 	keyHead     = []byte("head")     // seq(8) || hash(32) of the last entry
 	keyKeyCheck = []byte("keycheck") // sealed keyCheckText
@@ -155,6 +160,10 @@ type Log struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// batchBuf is the writer's buffer for a batch's keys and sealed
+	// values (see commit).
+	batchBuf []byte
 
 	mu sync.Mutex // guards the fields below
 	db *bolt.DB   // nil while broken after a failed commit
@@ -263,7 +272,7 @@ func (l *Log) openDB() error {
 func (l *Log) prepare(tx *bolt.Tx) error {
 	var err error
 	for _, name := range [][]byte{bucketRecords, bucketChain, bucketTimestamps,
-		bucketArchive} {
+		bucketArchive, bucketMarks} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -325,6 +334,13 @@ func (l *Log) Append(ctx context.Context, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	for i := range recs {
+		if recs[i].Mark.Key != nil {
+			if err := recs[i].Mark.valid(); err != nil {
+				return err
+			}
+		}
+	}
 	if err := l.stampFailure(); err != nil {
 		return err
 	}
@@ -351,6 +367,7 @@ func (l *Log) writer() {
 	released := time.Now()
 	batches := groupcommit.Collector[*request]{Max: l.opts.MaxBatch, Delay: l.opts.MaxDelay,
 		Weight: func(r *request) int { return len(r.recs) }}
+	var batch []*request
 	for {
 		var first *request
 		select {
@@ -358,10 +375,11 @@ func (l *Log) writer() {
 		case <-l.quit:
 			return
 		}
-		batch := batches.Next(first, l.queue, nil)
+		batch = batches.Next(first, l.queue, batch)
 		err := l.commit(batch)
-		for _, r := range batch {
+		for i, r := range batch {
 			r.done <- err
+			batch[i] = nil
 		}
 		if time.Since(released) >= releaseEvery {
 			l.releaseMemory()
@@ -369,6 +387,10 @@ func (l *Log) writer() {
 		}
 	}
 }
+
+// maxBatchBuf bounds the buffer the writer keeps between batches: a rare
+// large batch does not pin its memory.
+const maxBatchBuf = 4 << 20
 
 // commit writes the records of batch in one transaction. On failure it
 // reopens the file, so that the state in memory is what the disk holds.
@@ -385,6 +407,9 @@ func (l *Log) commit(batch []*request) error {
 	db, head := l.db, l.head
 	l.mu.Unlock()
 	now := l.opts.Now()
+	// bbolt keeps the keys and values put until the transaction ends, so
+	// the batch's are built in one buffer, reused by the next batch.
+	buf := l.batchBuf[:0]
 	err := l.safely(func() error {
 		return db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketRecords)
@@ -396,13 +421,25 @@ func (l *Log) commit(batch []*request) error {
 					}
 					rec.Time = rec.Time.UTC()
 					e := Entry{Seq: head.seq + 1, Prev: head.hash, Record: rec}
-					key := seqKey(e.Seq)
-					v, hash, err := l.sealer.sealEntry(bucketRecords, key, &e)
-					if err != nil {
+					start := len(buf)
+					buf = binary.BigEndian.AppendUint64(buf, e.Seq)
+					key := buf[start:len(buf):len(buf)]
+					var hash Hash
+					var err error
+					start = len(buf)
+					if buf, hash, err = l.sealer.appendSealedEntry(buf, bucketRecords, key,
+						&e); err != nil {
 						return err
 					}
-					if err := b.Put(key, v); err != nil {
+					if err := b.Put(key, buf[start:len(buf):len(buf)]); err != nil {
 						return err
+					}
+					if rec.Mark.Key != nil {
+						start = len(buf)
+						buf = appendMarkKey(buf, &rec.Mark)
+						if err := putMark(tx, buf[start:len(buf):len(buf)]); err != nil {
+							return err
+						}
 					}
 					head = link{seq: e.Seq, hash: hash}
 				}
@@ -410,6 +447,9 @@ func (l *Log) commit(batch []*request) error {
 			return tx.Bucket(bucketChain).Put(keyHead, head.bytes())
 		})
 	})
+	if cap(buf) <= maxBatchBuf {
+		l.batchBuf = buf
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {

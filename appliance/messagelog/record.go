@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -187,22 +188,32 @@ func (s *sealer) seal(bucket, key, plain []byte) ([]byte, error) {
 // encoding is built and encrypted in place in the buffer returned. It sets
 // e.SignedSHA256.
 func (s *sealer) sealEntry(bucket, key []byte, e *Entry) ([]byte, Hash, error) {
+	return s.appendSealedEntry(nil, bucket, key, e)
+}
+
+// appendSealedEntry is sealEntry appending to dst, so that the writer can
+// seal a whole batch into one buffer it reuses: it returns dst extended by
+// the sealed value.
+func (s *sealer) appendSealedEntry(dst, bucket, key []byte, e *Entry) ([]byte, Hash, error) {
 	if e.SignedSHA256 == (Hash{}) {
 		e.SignedSHA256 = sha256.Sum256(e.Signed)
 	}
 	ns := s.aead.NonceSize()
-	canonical := e.canonicalSize()
-	stored := canonical + 4 + len(e.Signed)
-	out := make([]byte, 1+ns, 1+ns+stored+s.aead.Overhead())
+	stored := e.canonicalSize() + 4 + len(e.Signed)
+	start := len(dst)
+	dst = slices.Grow(dst, 1+ns+stored+s.aead.Overhead())
+	out := dst[start : start+1+ns]
 	out[0] = sealVersion
-	if _, err := rand.Read(out[1 : 1+ns]); err != nil {
+	nonce := out[1 : 1+ns]
+	if _, err := rand.Read(nonce); err != nil {
 		return nil, Hash{}, fmt.Errorf("drawing a nonce: %w", err)
 	}
 	plain := e.appendCanonical(out[1+ns:])
 	hash := sha256.Sum256(plain)
 	plain = appendField(plain, e.Signed)
 	// plain starts where the ciphertext goes: Seal encrypts in place.
-	return s.aead.Seal(out[:1+ns], out[1:1+ns], plain, sealAD(bucket, key)), hash, nil
+	sealed := s.aead.Seal(out[:1+ns], nonce, plain, sealAD(bucket, key))
+	return dst[:start+len(sealed)], hash, nil
 }
 
 // errOpen is returned (wrapped) when a sealed value fails to decrypt.

@@ -202,7 +202,8 @@ func startServer(t *testing.T, bin string, n *killNode) (*exec.Cmd, <-chan struc
 // twenty times under load, after a random number of answered exchanges.
 // After each kill, every exchange whose response reached the information
 // system so far has its request and response in the killed server's
-// message log, and its chain verifies; the restarted server continues the
+// message log, and its chain verifies; the provider's log holds a seen
+// message id for each request record; the restarted server continues the
 // chain. QAPI_KILL_SEED repeats a run.
 func TestKillNineServer(t *testing.T) {
 	testenv.Short(t, "builds qapi-server and restarts it twenty times")
@@ -322,6 +323,22 @@ func TestKillNineServer(t *testing.T) {
 		if _, err := l.Verify(); err != nil {
 			t.Fatalf("round %d: the chain of %s does not verify after SIGKILL: %v", round,
 				victim.code, err)
+		}
+		// The provider's seen message ids (clause 6.2.4) are committed with
+		// its request records: one mark for each, no more, no fewer.
+		marks := 0
+		if err := l.Marks(func(messagelog.Mark) error { marks++; return nil }); err != nil {
+			t.Fatalf("round %d: %s: %v", round, victim.code, err)
+		}
+		requests := 0
+		for k, n := range kinds {
+			if strings.HasSuffix(k, "/request") {
+				requests += n
+			}
+		}
+		if victim == p && marks != requests || victim == c && marks != 0 {
+			t.Fatalf("round %d: the log of %s has %d request records and %d seen ids",
+				round, victim.code, requests, marks)
 		}
 		l.Close()
 		for id := range acked {

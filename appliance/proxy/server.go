@@ -213,8 +213,8 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 			"service %s; ask the provider to grant one", client, h.Service)
 	}
 	// Clause 6.2.4: refuse replayed and stale requests. The id is claimed
-	// in memory at once; its disk write overlaps the message log's.
-	waitSeen, err := p.cfg.Replay.Begin(client, h.ID, v.SigningTime, p.cfg.Now())
+	// in memory at once and made durable with the request's log record.
+	claim, err := p.cfg.Replay.Claim(client, h.ID, v.SigningTime, p.cfg.Now())
 	if err != nil {
 		switch {
 		case errors.Is(err, replay.ErrReplay):
@@ -227,15 +227,14 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 		return nil, "", h, fault(soap.CodeInternal, "%v", err)
 	}
 	// Clause 2.2.2: archived before the information system sees it.
-	logErr := p.cfg.Log.Append(r.Context(), messagelog.Record{
+	if err := p.cfg.Log.Append(r.Context(), messagelog.Record{
 		Kind: messagelog.KindRequest, MessageID: h.ID, Client: rec.Client,
 		Service: rec.Service, Time: p.cfg.Now(), Signed: body, ContentType: ct,
-	})
-	if err := waitSeen(); err != nil {
-		return nil, "", h, fault(soap.CodeInternal, "%v", err)
-	}
-	if logErr != nil {
-		return nil, "", h, logFault(logErr, "request")
+		Mark: claim.Mark(),
+	}); err != nil {
+		// Refused, so not seen: a retry with the id is no replay.
+		claim.Release()
+		return nil, "", h, logFault(err, "request")
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)

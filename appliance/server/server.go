@@ -223,7 +223,13 @@ func New(cfg *Config, opts Options) (s *Server, err error) {
 			return nil, fmt.Errorf("accessRights: %w", err)
 		}
 	}
-	if s.replay, err = replay.Open(s.db, time.Duration(cfg.Limits.ReplayWindow)); err != nil {
+	// Clause 6.2.4: the seen message ids are kept in the message log, where
+	// each is committed with its request's record.
+	if s.replay, err = replay.Open(s.log, time.Duration(cfg.Limits.ReplayWindow),
+		logKey); err != nil {
+		return nil, fmt.Errorf("message log %s: %w", cfg.MessageLog, err)
+	}
+	if _, err := s.replay.Import(s.db, s.now()); err != nil {
 		return nil, err
 	}
 
