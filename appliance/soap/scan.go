@@ -2,6 +2,7 @@ package soap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/xml"
 	"fmt"
 	"strconv"
@@ -507,10 +508,7 @@ func (s *scanner) text(quote byte, cdata bool) ([]byte, error) {
 	bad := -1 // offset of the first character XML does not allow
 	end := -1 // where the text ends, before its closing quote or "]]>"
 	for end < 0 {
-		j := i
-		for j < len(raw) && plainText[raw[j]] {
-			j++
-		}
+		j := plainRun(raw, i)
 		if out != nil {
 			out = append(out, raw[i:j]...)
 		}
@@ -601,6 +599,46 @@ var plainText = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// plainRun returns the offset of the first byte at or after i that is not
+// plainText, or len(raw). It reads eight bytes at a time while none of
+// them can be such a byte (SWAR, see mayStop); a word in doubt, which
+// includes every word holding a tab, a line feed or a byte of a
+// multi-byte character, is read byte by byte.
+func plainRun(raw []byte, i int) int {
+	for {
+		for i+8 <= len(raw) && !mayStop(binary.LittleEndian.Uint64(raw[i:i+8])) {
+			i += 8
+		}
+		end := min(i+8, len(raw))
+		for i < end && plainText[raw[i]] {
+			i++
+		}
+		if i < end || i == len(raw) {
+			return i
+		}
+	}
+}
+
+// Byte-wise constants of mayStop.
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// mayStop reports whether any byte of the word w might not be plainText:
+// it is below 0x20 or above 0x7f, or one of "#&'<> ('#' for speed). It
+// never misses such a byte.
+func mayStop(w uint64) bool {
+	// A byte below 0x20 or above 0x7f sets its high bit in w or, the
+	// lowest such one at least, in w minus 0x20 in each byte.
+	t := w | (w - 0x20*lows)
+	q := (w ^ 0x22*lows) &^ (0x05 * lows) // a zero byte for "#&'
+	m := (w ^ 0x3c*lows) &^ (0x02 * lows) // a zero byte for <>
+	t |= (q - lows) &^ q                  // the high bit of a zero byte, at least
+	t |= (m - lows) &^ m
+	return t&highs != 0
+}
 
 // xmlChar reports whether XML 1.0 allows r.
 func xmlChar(r rune) bool {
