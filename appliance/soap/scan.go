@@ -93,8 +93,8 @@ type scanner struct {
 	base     int    // bytes skipped before the document (a BOM)
 	pos      int    // offset of the next byte to read
 	maxDepth int
-	ns       []string            // prefixes declared, innermost last
-	bound    map[string][]string // prefix to its namespaces, innermost last
+	ns       []binding           // declarations in scope, innermost last
+	bound    map[string][]string // ns by prefix, once ns grew past fewBindings
 	stack    []frame
 	closing  bool              // a self-closing element's end token is due
 	names    map[string]string // interned names and namespaces
@@ -170,8 +170,16 @@ func (s *scanner) resolve(prefix string) (string, bool) {
 	if prefix == "xml" {
 		return nsXML, true
 	}
-	if uris := s.bound[prefix]; len(uris) > 0 {
-		return uris[len(uris)-1], true
+	if s.bound != nil {
+		if uris := s.bound[prefix]; len(uris) > 0 {
+			return uris[len(uris)-1], true
+		}
+	} else {
+		for i := len(s.ns) - 1; i >= 0; i-- {
+			if s.ns[i].prefix == prefix {
+				return s.ns[i].uri, true
+			}
+		}
 	}
 	if prefix == "" {
 		return "", true
@@ -1001,21 +1009,36 @@ func duplicateExpanded(attrs []attribute) (xml.Name, bool) {
 	return xml.Name{}, false
 }
 
+// binding is a namespace declaration.
+type binding struct{ prefix, uri string }
+
+// fewBindings is how many declarations in scope resolve searches through
+// from the innermost, costing no map; past it, a map keeps resolving
+// cheap however many a message declares.
+const fewBindings = 16
+
 // bind declares prefix for the element opened last.
 func (s *scanner) bind(prefix, uri string) {
-	if s.bound == nil {
-		s.bound = map[string][]string{}
+	s.ns = append(s.ns, binding{prefix, uri})
+	switch {
+	case s.bound != nil:
+		s.bound[prefix] = append(s.bound[prefix], uri)
+	case len(s.ns) > fewBindings:
+		s.bound = make(map[string][]string, len(s.ns))
+		for _, b := range s.ns {
+			s.bound[b.prefix] = append(s.bound[b.prefix], b.uri)
+		}
 	}
-	s.bound[prefix] = append(s.bound[prefix], uri)
-	s.ns = append(s.ns, prefix)
 	s.lastOK = false
 }
 
 // unbind drops the declarations made after the first n.
 func (s *scanner) unbind(n int) {
 	for len(s.ns) > n {
-		p := s.ns[len(s.ns)-1]
-		s.bound[p] = s.bound[p][:len(s.bound[p])-1]
+		if s.bound != nil {
+			p := s.ns[len(s.ns)-1].prefix
+			s.bound[p] = s.bound[p][:len(s.bound[p])-1]
+		}
 		s.ns = s.ns[:len(s.ns)-1]
 		s.lastOK = false
 	}

@@ -1,7 +1,9 @@
 package soap
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -98,6 +100,43 @@ func TestTextFastPathDifferential(t *testing.T) {
 				"<pin a='%s'/>", "<pin><![CDATA[%s]]></pin>"} {
 				el := strings.Replace(wrap, "%s", text, 1)
 				checkDifferential(t, []byte(strings.Replace(tmpl, xPin, el, 1)))
+			}
+		}
+	}
+}
+
+// TestManyBindingsDifferential declares more namespaces than fewBindings,
+// shadowing and unshadowing prefixes, so that resolve works through its
+// slice and then its map, and checks the scanner against encoding/xml.
+func TestManyBindingsDifferential(t *testing.T) {
+	tmpl := string(NewRequest(testHeader(), []byte(testBody)))
+	for _, n := range []int{1, fewBindings - 1, fewBindings, fewBindings + 1, 40} {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "<a:e%d xmlns:a='urn:a%d' xmlns:b%d='urn:b%d'", i, i, i, i)
+			if i%3 == 0 {
+				fmt.Fprintf(&b, " xmlns='urn:d%d'", i)
+			}
+			fmt.Fprintf(&b, " b%d:x='1'><b%d:f/><g/>", i/2, i/2)
+		}
+		for i := n - 1; i >= 0; i-- {
+			fmt.Fprintf(&b, "<a:h/><b0:h/><h/></a:e%d>", i)
+		}
+		// Out of scope again: refused by both.
+		undeclared := fmt.Sprintf("<b%d:late/>", n-1)
+		for _, tail := range []string{"", undeclared} {
+			el := "<pin>" + b.String() + tail + "</pin>"
+			raw := []byte(strings.Replace(tmpl, xPin, el, 1))
+			// The envelope binds p too, which the body element rebinds.
+			decl := strings.Repeat(" ", n) + " xmlns:p='urn:wrong'"
+			for i := range n {
+				decl += fmt.Sprintf(" xmlns:z%d='urn:z%d'", i, i)
+			}
+			raw = bytes.Replace(raw, []byte("<SOAP-ENV:Envelope "),
+				[]byte("<SOAP-ENV:Envelope"+decl+" "), 1)
+			checkDifferential(t, raw)
+			if _, err := ParseRequest(raw, DefaultLimits()); (err == nil) != (tail == "") {
+				t.Errorf("%d bindings, tail %q: error %v", n, tail, err)
 			}
 		}
 	}
