@@ -66,7 +66,12 @@ func parse(raw []byte, lim Limits, response bool) (*Message, error) {
 			invalidUTF8At(raw))}
 	}
 
-	return parseWith(newScanner(raw, lim.MaxDepth), raw, response)
+	s := getScanner(raw, lim.MaxDepth)
+	// The message holds only strings copied or interned, none of the
+	// scanner's buffers: the scanner can go back to the pool.
+	m, err := parseWith(s, raw, response)
+	s.release()
+	return m, err
 }
 
 // parseWith parses raw, already checked for size and UTF-8, read through

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -111,12 +112,76 @@ type scanner struct {
 }
 
 func newScanner(raw []byte, maxDepth int) *scanner {
-	s := &scanner{raw: raw, maxDepth: maxDepth}
+	s := &scanner{}
+	s.reset(raw, maxDepth)
+	return s
+}
+
+// scanners holds scanners released after a parse, so that the next parse
+// reuses their slices and map instead of growing new ones.
+var scanners = sync.Pool{New: func() any { return new(scanner) }}
+
+// getScanner is newScanner, reusing a released scanner. The caller calls
+// release when it holds nothing the scanner returned.
+func getScanner(raw []byte, maxDepth int) *scanner {
+	s := scanners.Get().(*scanner)
+	s.reset(raw, maxDepth)
+	return s
+}
+
+// Bounds of what a released scanner keeps; beyond them it drops the
+// slice or map, so that one odd message does not pin memory for good.
+const (
+	keepNames = 128
+	keepSlice = 256
+	keepBuf   = 16 << 10
+)
+
+// release clears s of the message it read and returns it to scanners.
+func (s *scanner) release() {
+	// Slices past their length still point into the message.
+	clear(s.stack[:cap(s.stack)])
+	clear(s.rawAttrs[:cap(s.rawAttrs)])
+	clear(s.attrs[:cap(s.attrs)])
+	clear(s.ns[:cap(s.ns)])
+	clear(s.buf[:cap(s.buf)])
+	s.raw = nil
+	scanners.Put(s)
+}
+
+// reset makes s a new scanner of raw, keeping only the capacity of its
+// slices and of its names map, emptied.
+func (s *scanner) reset(raw []byte, maxDepth int) {
+	names := s.names
+	if len(names) > keepNames {
+		names = nil
+	}
+	clear(names)
+	*s = scanner{
+		raw:      raw,
+		maxDepth: maxDepth,
+		ns:       keep(s.ns),
+		stack:    keep(s.stack),
+		names:    names,
+		rawAttrs: keep(s.rawAttrs),
+		attrs:    keep(s.attrs),
+		buf:      keep(s.buf),
+	}
+	if cap(s.buf) > keepBuf {
+		s.buf = nil
+	}
 	if bytes.HasPrefix(raw, bom) {
 		s.base = len(bom)
 	}
 	s.pos = s.base
-	return s
+}
+
+// keep returns x emptied, or nil when it grew past keepSlice.
+func keep[T any](x []T) []T {
+	if cap(x) > keepSlice {
+		return nil
+	}
+	return x[:0]
 }
 
 // depth returns the number of open elements.
@@ -488,7 +553,7 @@ func (s *scanner) startTag(before int) (token, error) {
 		if err != nil {
 			return token{}, err
 		}
-		if s.buf != nil && len(v) > 0 && &v[0] == &s.buf[0] {
+		if len(s.buf) > 0 && len(v) > 0 && &v[0] == &s.buf[0] {
 			// The value keeps the buffer: the next text gets another.
 			s.buf = nil
 		}
