@@ -21,6 +21,10 @@ func TestPooledScannerForgets(t *testing.T) {
 	if testing.Short() {
 		n = 500
 	}
+	dirty := []byte(`<q:E xmlns:q="urn:q" xmlns="urn:d"><b a="&lt;&#13;">x&amp;y` +
+		"\r\n" + `</b><q:a q:x="1">`)
+	probes := [][]byte{[]byte("<q:a/>"), []byte("<E/>"), []byte(`<E xmlns:r="urn:r"><q:a/></E>`),
+		dirty, NewRequest(testHeader(), []byte(`<p:x xmlns:p="urn:p"><q:a/></p:x>`))}
 	for range n {
 		raw := bytes.Clone(tmpl)
 		for range 1 + rnd.IntN(4) {
@@ -31,11 +35,28 @@ func TestPooledScannerForgets(t *testing.T) {
 			continue // refused before any scanner is used
 		}
 		for _, response := range []bool{false, true} {
+			// A message refused half-way, leaving the scanner dirty.
+			_, _ = parse(dirty, DefaultLimits(), response)
+			for _, probe := range probes {
+				compareFresh(t, probe, response)
+			}
+			_, _ = parse(dirty, DefaultLimits(), response)
 			m, err := parse(raw, DefaultLimits(), response)
 			fm, ferr := parseWith(newScanner(raw, DefaultLimits().MaxDepth), raw, response)
 			if !reflect.DeepEqual(m, fm) || !reflect.DeepEqual(err, ferr) {
 				t.Fatalf("pooled: %+v, %v\nfresh: %+v, %v\ninput %q", m, err, fm, ferr, raw)
 			}
 		}
+	}
+}
+
+// compareFresh fails t unless a pooled scanner and a new one parse raw
+// alike.
+func compareFresh(t *testing.T, raw []byte, response bool) {
+	t.Helper()
+	m, err := parse(raw, DefaultLimits(), response)
+	fm, ferr := parseWith(newScanner(raw, DefaultLimits().MaxDepth), raw, response)
+	if !reflect.DeepEqual(m, fm) || !reflect.DeepEqual(err, ferr) {
+		t.Fatalf("pooled: %+v, %v\nfresh: %+v, %v\ninput %q", m, err, fm, ferr, raw)
 	}
 }
