@@ -48,7 +48,7 @@ type parser struct {
 	s        tokenizer
 	response bool
 	m        *Message
-	seen     map[string]bool // X-Road headers read
+	seen     uint16 // X-Road headers read, by headerBit
 }
 
 func parse(raw []byte, lim Limits, response bool) (*Message, error) {
@@ -66,7 +66,12 @@ func parse(raw []byte, lim Limits, response bool) (*Message, error) {
 			invalidUTF8At(raw))}
 	}
 
-	return parseWith(newScanner(raw, lim.MaxDepth), raw, response)
+	s := getScanner(raw, lim.MaxDepth)
+	// The message holds only strings copied or interned, none of the
+	// scanner's buffers: the scanner can go back to the pool.
+	m, err := parseWith(s, raw, response)
+	s.release()
+	return m, err
 }
 
 // parseWith parses raw, already checked for size and UTF-8, read through
@@ -76,7 +81,6 @@ func parseWith(s tokenizer, raw []byte, response bool) (*Message, error) {
 		s:        s,
 		response: response,
 		m:        &Message{Raw: raw},
-		seen:     map[string]bool{},
 	}
 	if err := p.document(); err != nil {
 		return nil, err
@@ -238,11 +242,11 @@ func (p *parser) xroadHeader(t token) error {
 			"xroad:%s is not a header of the X-Road message protocol 4.0; remove it",
 			clip(name))
 	}
-	if p.seen[name] {
+	if p.seen&headerBit(name) != 0 {
 		return p.s.faultAt(CodeDuplicateHeader, t.start,
 			"xroad:%s appears twice; send each X-Road header once", name)
 	}
-	p.seen[name] = true
+	p.seen |= headerBit(name)
 
 	h := &p.m.Header
 	switch name {
@@ -261,7 +265,7 @@ func (p *parser) xroadHeader(t token) error {
 		return p.requestHash(t)
 	}
 
-	v, err := p.text(t, "xroad:"+name)
+	v, err := p.text(t, "xroad:", name)
 	if err != nil {
 		return err
 	}
@@ -296,6 +300,30 @@ func (p *parser) xroadHeader(t token) error {
 	return nil
 }
 
+// headerBit returns the bit of an X-Road header in parser.seen, or 0 for
+// a name that is not one.
+func headerBit(name string) uint16 {
+	switch name {
+	case "client":
+		return 1 << 0
+	case "service":
+		return 1 << 1
+	case "id":
+		return 1 << 2
+	case "userId":
+		return 1 << 3
+	case "issue":
+		return 1 << 4
+	case "protocolVersion":
+		return 1 << 5
+	case "requestHash":
+		return 1 << 6
+	case "securityServer":
+		return 1 << 7
+	}
+	return 0
+}
+
 // requestHash reads the requestHash header of a response.
 func (p *parser) requestHash(t token) error {
 	if !p.response {
@@ -307,7 +335,7 @@ func (p *parser) requestHash(t token) error {
 		return p.s.faultAt(CodeBadHeader, t.start,
 			"xroad:requestHash has no algorithmId; name the digest algorithm URI")
 	}
-	v, err := p.text(t, "xroad:requestHash")
+	v, err := p.text(t, "xroad:", "requestHash")
 	if err != nil {
 		return err
 	}
@@ -328,7 +356,7 @@ func (p *parser) requestHash(t token) error {
 }
 
 // idFields are the child elements of an identifier, in schema order.
-var idFields = []string{
+var idFields = [...]string{
 	"xRoadInstance", "memberClass", "memberCode", "subsystemCode",
 	"serviceCode", "serviceVersion",
 }
@@ -336,10 +364,10 @@ var idFields = []string{
 // identifier reads xroad:client (service false) or xroad:service.
 func (p *parser) identifier(t token, service bool) (ident.Service, error) {
 	var s ident.Service
-	el := "xroad:client"
+	el, in := "xroad:client", "in xroad:client"
 	want := "MEMBER or SUBSYSTEM"
 	if service {
-		el, want = "xroad:service", "SERVICE"
+		el, in, want = "xroad:service", "in xroad:service", "SERVICE"
 	}
 	typ, ok := attr(t, xml.Name{Space: NSIdentifiers, Local: "objectType"})
 	switch {
@@ -354,12 +382,14 @@ func (p *parser) identifier(t token, service bool) (ident.Service, error) {
 
 	fields := idFields[:4]
 	if service {
-		fields = idFields
+		fields = idFields[:]
 	}
-	vals := make(map[string]string, len(fields))
+	// The values by their index in idFields, and which were given.
+	var vals [len(idFields)]string
+	var given [len(idFields)]bool
 	next := 0
 	for {
-		c, err := p.skipSpace("in " + el)
+		c, err := p.skipSpace(in)
 		if err != nil {
 			return s, err
 		}
@@ -378,7 +408,7 @@ func (p *parser) identifier(t token, service bool) (ident.Service, error) {
 				el, c.name.Local, strings.Join(fields, ", id:"))
 		}
 		next = i + 1
-		v, err := p.text(c, "id:"+c.name.Local)
+		v, err := p.text(c, "id:", c.name.Local)
 		if err != nil {
 			return s, err
 		}
@@ -387,20 +417,20 @@ func (p *parser) identifier(t token, service bool) (ident.Service, error) {
 				"in %s, id:%s has leading or trailing white space; remove it",
 				el, c.name.Local)
 		}
-		vals[c.name.Local] = v
+		vals[i], given[i] = v, true
 	}
 
 	s = ident.Service{
 		Client: ident.Client{
-			Instance:      vals["xRoadInstance"],
-			MemberClass:   vals["memberClass"],
-			MemberCode:    vals["memberCode"],
-			SubsystemCode: vals["subsystemCode"],
+			Instance:      vals[0],
+			MemberClass:   vals[1],
+			MemberCode:    vals[2],
+			SubsystemCode: vals[3],
 		},
-		ServiceCode: vals["serviceCode"],
-		Version:     vals["serviceVersion"],
+		ServiceCode: vals[4],
+		Version:     vals[5],
 	}
-	_, hasSub := vals["subsystemCode"]
+	hasSub := given[3]
 	switch {
 	case typ == ident.TypeMember && hasSub:
 		return s, p.s.faultAt(CodeBadHeader, t.start,
@@ -414,7 +444,7 @@ func (p *parser) identifier(t token, service bool) (ident.Service, error) {
 	var err error
 	if service {
 		err = s.Validate()
-		if _, ok := vals["serviceVersion"]; ok && s.Version == "" && err == nil {
+		if given[5] && s.Version == "" && err == nil {
 			err = fmt.Errorf("serviceVersion is empty")
 		}
 	} else {
@@ -489,17 +519,17 @@ func (p *parser) fault(t token) error {
 		seen[n] = true
 		switch n {
 		case "faultcode":
-			v, err := p.text(c, n)
+			v, err := p.text(c, "", n)
 			if err != nil {
 				return err
 			}
 			f.Code = p.faultCode(strings.TrimSpace(v))
 		case "faultstring":
-			if f.String, err = p.text(c, n); err != nil {
+			if f.String, err = p.text(c, "", n); err != nil {
 				return err
 			}
 		case "faultactor":
-			if f.Actor, err = p.text(c, n); err != nil {
+			if f.Actor, err = p.text(c, "", n); err != nil {
 				return err
 			}
 		case "detail":
@@ -537,7 +567,7 @@ func (p *parser) check() error {
 		return nil
 	}
 	for _, name := range []string{"client", "service", "id", "protocolVersion"} {
-		if !p.seen[name] {
+		if p.seen&headerBit(name) == 0 {
 			return &Fault{Code: CodeMissingHeader, String: fmt.Sprintf(
 				"the X-Road header xroad:%s is missing; the headers client, service, "+
 					"id and protocolVersion are required", name)}
@@ -558,8 +588,9 @@ func (p *parser) check() error {
 		clip(body), code, want)}
 }
 
-// text reads the content of a text-only element up to its end tag.
-func (p *parser) text(t token, el string) (string, error) {
+// text reads the content of a text-only element up to its end tag. The
+// element is prefix and local, as a fault names it.
+func (p *parser) text(t token, prefix, local string) (string, error) {
 	var b strings.Builder
 	for {
 		c, err := p.s.next()
@@ -573,7 +604,8 @@ func (p *parser) text(t token, el string) (string, error) {
 			return b.String(), nil
 		default:
 			return "", p.s.faultAt(CodeBadHeader, c.start,
-				"%s must hold text only, not elements; remove the element", el)
+				"%s%s must hold text only, not elements; remove the element",
+				prefix, local)
 		}
 	}
 }

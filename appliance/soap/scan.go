@@ -2,9 +2,11 @@ package soap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/xml"
 	"fmt"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -92,8 +94,8 @@ type scanner struct {
 	base     int    // bytes skipped before the document (a BOM)
 	pos      int    // offset of the next byte to read
 	maxDepth int
-	ns       []string            // prefixes declared, innermost last
-	bound    map[string][]string // prefix to its namespaces, innermost last
+	ns       []binding           // declarations in scope, innermost last
+	bound    map[string][]string // ns by prefix, once ns grew past fewBindings
 	stack    []frame
 	closing  bool              // a self-closing element's end token is due
 	names    map[string]string // interned names and namespaces
@@ -110,12 +112,76 @@ type scanner struct {
 }
 
 func newScanner(raw []byte, maxDepth int) *scanner {
-	s := &scanner{raw: raw, maxDepth: maxDepth}
+	s := &scanner{}
+	s.reset(raw, maxDepth)
+	return s
+}
+
+// scanners holds scanners released after a parse, so that the next parse
+// reuses their slices and map instead of growing new ones.
+var scanners = sync.Pool{New: func() any { return new(scanner) }}
+
+// getScanner is newScanner, reusing a released scanner. The caller calls
+// release when it holds nothing the scanner returned.
+func getScanner(raw []byte, maxDepth int) *scanner {
+	s := scanners.Get().(*scanner)
+	s.reset(raw, maxDepth)
+	return s
+}
+
+// Bounds of what a released scanner keeps; beyond them it drops the
+// slice or map, so that one odd message does not pin memory for good.
+const (
+	keepNames = 128
+	keepSlice = 256
+	keepBuf   = 16 << 10
+)
+
+// release clears s of the message it read and returns it to scanners.
+func (s *scanner) release() {
+	// Slices past their length still point into the message.
+	clear(s.stack[:cap(s.stack)])
+	clear(s.rawAttrs[:cap(s.rawAttrs)])
+	clear(s.attrs[:cap(s.attrs)])
+	clear(s.ns[:cap(s.ns)])
+	clear(s.buf[:cap(s.buf)])
+	s.raw = nil
+	scanners.Put(s)
+}
+
+// reset makes s a new scanner of raw, keeping only the capacity of its
+// slices and of its names map, emptied.
+func (s *scanner) reset(raw []byte, maxDepth int) {
+	names := s.names
+	if len(names) > keepNames {
+		names = nil
+	}
+	clear(names)
+	*s = scanner{
+		raw:      raw,
+		maxDepth: maxDepth,
+		ns:       keep(s.ns),
+		stack:    keep(s.stack),
+		names:    names,
+		rawAttrs: keep(s.rawAttrs),
+		attrs:    keep(s.attrs),
+		buf:      keep(s.buf),
+	}
+	if cap(s.buf) > keepBuf {
+		s.buf = nil
+	}
 	if bytes.HasPrefix(raw, bom) {
 		s.base = len(bom)
 	}
 	s.pos = s.base
-	return s
+}
+
+// keep returns x emptied, or nil when it grew past keepSlice.
+func keep[T any](x []T) []T {
+	if cap(x) > keepSlice {
+		return nil
+	}
+	return x[:0]
 }
 
 // depth returns the number of open elements.
@@ -169,8 +235,16 @@ func (s *scanner) resolve(prefix string) (string, bool) {
 	if prefix == "xml" {
 		return nsXML, true
 	}
-	if uris := s.bound[prefix]; len(uris) > 0 {
-		return uris[len(uris)-1], true
+	if s.bound != nil {
+		if uris := s.bound[prefix]; len(uris) > 0 {
+			return uris[len(uris)-1], true
+		}
+	} else {
+		for i := len(s.ns) - 1; i >= 0; i-- {
+			if s.ns[i].prefix == prefix {
+				return s.ns[i].uri, true
+			}
+		}
 	}
 	if prefix == "" {
 		return "", true
@@ -479,7 +553,7 @@ func (s *scanner) startTag(before int) (token, error) {
 		if err != nil {
 			return token{}, err
 		}
-		if s.buf != nil && len(v) > 0 && &v[0] == &s.buf[0] {
+		if len(s.buf) > 0 && len(v) > 0 && &v[0] == &s.buf[0] {
 			// The value keeps the buffer: the next text gets another.
 			s.buf = nil
 		}
@@ -507,10 +581,7 @@ func (s *scanner) text(quote byte, cdata bool) ([]byte, error) {
 	bad := -1 // offset of the first character XML does not allow
 	end := -1 // where the text ends, before its closing quote or "]]>"
 	for end < 0 {
-		j := i
-		for j < len(raw) && plainText[raw[j]] {
-			j++
-		}
+		j := plainRun(raw, i)
 		if out != nil {
 			out = append(out, raw[i:j]...)
 		}
@@ -601,6 +672,46 @@ var plainText = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// plainRun returns the offset of the first byte at or after i that is not
+// plainText, or len(raw). It reads eight bytes at a time while none of
+// them can be such a byte (SWAR, see mayStop); a word in doubt, which
+// includes every word holding a tab, a line feed or a byte of a
+// multi-byte character, is read byte by byte.
+func plainRun(raw []byte, i int) int {
+	for {
+		for i+8 <= len(raw) && !mayStop(binary.LittleEndian.Uint64(raw[i:i+8])) {
+			i += 8
+		}
+		end := min(i+8, len(raw))
+		for i < end && plainText[raw[i]] {
+			i++
+		}
+		if i < end || i == len(raw) {
+			return i
+		}
+	}
+}
+
+// Byte-wise constants of mayStop.
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// mayStop reports whether any byte of the word w might not be plainText:
+// it is below 0x20 or above 0x7f, or one of "#&'<> ('#' for speed). It
+// never misses such a byte.
+func mayStop(w uint64) bool {
+	// A byte below 0x20 or above 0x7f sets its high bit in w or, the
+	// lowest such one at least, in w minus 0x20 in each byte.
+	t := w | (w - 0x20*lows)
+	q := (w ^ 0x22*lows) &^ (0x05 * lows) // a zero byte for "#&'
+	m := (w ^ 0x3c*lows) &^ (0x02 * lows) // a zero byte for <>
+	t |= (q - lows) &^ q                  // the high bit of a zero byte, at least
+	t |= (m - lows) &^ m
+	return t&highs != 0
+}
 
 // xmlChar reports whether XML 1.0 allows r.
 func xmlChar(r rune) bool {
@@ -963,21 +1074,36 @@ func duplicateExpanded(attrs []attribute) (xml.Name, bool) {
 	return xml.Name{}, false
 }
 
+// binding is a namespace declaration.
+type binding struct{ prefix, uri string }
+
+// fewBindings is how many declarations in scope resolve searches through
+// from the innermost, costing no map; past it, a map keeps resolving
+// cheap however many a message declares.
+const fewBindings = 16
+
 // bind declares prefix for the element opened last.
 func (s *scanner) bind(prefix, uri string) {
-	if s.bound == nil {
-		s.bound = map[string][]string{}
+	s.ns = append(s.ns, binding{prefix, uri})
+	switch {
+	case s.bound != nil:
+		s.bound[prefix] = append(s.bound[prefix], uri)
+	case len(s.ns) > fewBindings:
+		s.bound = make(map[string][]string, len(s.ns))
+		for _, b := range s.ns {
+			s.bound[b.prefix] = append(s.bound[b.prefix], b.uri)
+		}
 	}
-	s.bound[prefix] = append(s.bound[prefix], uri)
-	s.ns = append(s.ns, prefix)
 	s.lastOK = false
 }
 
 // unbind drops the declarations made after the first n.
 func (s *scanner) unbind(n int) {
 	for len(s.ns) > n {
-		p := s.ns[len(s.ns)-1]
-		s.bound[p] = s.bound[p][:len(s.bound[p])-1]
+		if s.bound != nil {
+			p := s.ns[len(s.ns)-1].prefix
+			s.bound[p] = s.bound[p][:len(s.bound[p])-1]
+		}
 		s.ns = s.ns[:len(s.ns)-1]
 		s.lastOK = false
 	}

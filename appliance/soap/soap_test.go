@@ -294,8 +294,7 @@ func readRequestHash(resp []byte) (*RequestHash, error) {
 	}
 	// The skeleton responses of the test lack client or service: read the
 	// header alone.
-	p := &parser{s: newScanner(resp, 64), response: true, m: &Message{},
-		seen: map[string]bool{}}
+	p := &parser{s: newScanner(resp, 64), response: true, m: &Message{}}
 	if _, err := p.skipSpace(""); err != nil {
 		return nil, err
 	}
