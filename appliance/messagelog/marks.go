@@ -146,16 +146,9 @@ func (l *Log) PruneMarks(ctx context.Context, before time.Time) (int, error) {
 // update runs fn in a write transaction on the open file, beside the
 // writer's own (bbolt serializes them).
 func (l *Log) update(fn func(tx *bolt.Tx) error) error {
-	l.mu.Lock()
-	db := l.db
-	l.mu.Unlock()
-	if db == nil {
-		select {
-		case <-l.quit:
-			return ErrClosed
-		default:
-		}
-		return errors.New("message log unavailable after a failed commit; retry")
+	db, err := l.openFile()
+	if err != nil {
+		return err
 	}
 	return l.safely(func() error { return db.Update(fn) })
 }

@@ -508,18 +508,29 @@ func (l *Log) State() State {
 
 // view runs fn in a read transaction on the open file.
 func (l *Log) view(fn func(tx *bolt.Tx) error) error {
+	db, err := l.openFile()
+	if err != nil {
+		return err
+	}
+	return l.safely(func() error { return db.View(fn) })
+}
+
+// openFile returns the open bbolt file, or why there is none: the log is
+// closed, or a failed commit closed the file until the next batch reopens
+// it.
+func (l *Log) openFile() (*bolt.DB, error) {
 	l.mu.Lock()
 	db := l.db
 	l.mu.Unlock()
 	if db == nil {
 		select {
 		case <-l.quit:
-			return ErrClosed
+			return nil, ErrClosed
 		default:
 		}
-		return errors.New("message log unavailable after a failed commit; retry")
+		return nil, errors.New("message log unavailable after a failed commit; retry")
 	}
-	return l.safely(func() error { return db.View(fn) })
+	return db, nil
 }
 
 // Entries calls fn with each entry from..to (inclusive; to 0 means the
