@@ -26,6 +26,12 @@ func TestSmoke(t *testing.T) {
 	o := options{clients: 4, duration: time.Second, rate: 20, rateDuration: time.Second,
 		size: 10240, dir: dir, keep: true, serverLogLevel: "info"}
 	if err := run(o, &out); err != nil {
+		logs, _ := filepath.Glob(filepath.Join(dir, "qapi-bench-*", "*.log"))
+		more, _ := filepath.Glob(filepath.Join(dir, "qapi-bench-*", "*", "server.log"))
+		for _, path := range append(logs, more...) {
+			b, _ := os.ReadFile(path)
+			t.Logf("%s:\n%s", path, b[max(0, len(b)-4000):])
+		}
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	for _, name := range []string{"chain ", "direct ", "rate "} {

@@ -222,7 +222,8 @@ func run(o options, out io.Writer) error {
 		before := map[string]time.Duration{}
 		for name, pid := range pids {
 			if before[name], err = cpuTime(pid); err != nil {
-				return err
+				return fmt.Errorf("%s (pid %d) is no longer running; its log is in %s "+
+					"(run with -keep): %w", name, pid, work, err)
 			}
 		}
 		res, err := load(r.url, o.size, o.clients, r.dur, r.rate)
@@ -241,7 +242,8 @@ func run(o options, out io.Writer) error {
 			"load generator"} {
 			after, err := cpuTime(pids[name])
 			if err != nil {
-				return err
+				return fmt.Errorf("%s (pid %d) is no longer running; its log is in %s "+
+					"(run with -keep): %w", name, pids[name], work, err)
 			}
 			per := (after - before[name]) / time.Duration(res.n)
 			total += per

@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -47,13 +49,21 @@ var (
 )
 
 // freeAddr returns a loopback address with a port free at the moment.
+// freeAddr returns a loopback address free now, with a port below Linux's
+// ephemeral range (32768 and up): between this check and the program's
+// listen, a port of that range can be taken by any outgoing connection on
+// the machine as its local port, and the program would then exit.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr, nil
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", errors.New("no free loopback port between 20000 and 32000")
 }
 
 // buildPrograms builds qapi-server and qapi-sampleis into dir.
