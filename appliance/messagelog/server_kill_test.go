@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +26,7 @@ import (
 	"github.com/qapi-az/qapi/appliance/keys"
 	"github.com/qapi-az/qapi/appliance/messagelog"
 	"github.com/qapi-az/qapi/appliance/server"
+	"github.com/qapi-az/qapi/internal/loopback"
 	"github.com/qapi-az/qapi/internal/sampleis"
 	"github.com/qapi-az/qapi/internal/testenv"
 	"github.com/qapi-az/qapi/internal/testpki"
@@ -51,23 +51,13 @@ type killNode struct {
 	auth, signc *testpki.Cert
 }
 
-// freePort returns a loopback address free now, with a port below Linux's
-// ephemeral range (32768 and up): a server restarted on it after a kill
-// must find it free again, and a port of that range can meanwhile be
-// taken by any outgoing connection on the machine as its local port.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for range 200 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return addr
+	addr, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port between 20000 and 32000")
-	return ""
+	return addr
 }
 
 func writePEMFile(t *testing.T, path, typ string, der []byte) {

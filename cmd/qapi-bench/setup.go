@@ -5,10 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +16,7 @@ import (
 	"github.com/qapi-az/qapi/appliance/ident"
 	"github.com/qapi-az/qapi/appliance/keys"
 	"github.com/qapi-az/qapi/appliance/server"
+	"github.com/qapi-az/qapi/internal/loopback"
 	"github.com/qapi-az/qapi/internal/sampleis"
 	"github.com/qapi-az/qapi/internal/testpki"
 )
@@ -47,24 +45,6 @@ var (
 		SubsystemCode: "POLICE"}
 	service = ident.Service{Client: provider, ServiceCode: sampleis.CodeSearchPersons}
 )
-
-// freeAddr returns a loopback address with a port free at the moment.
-// freeAddr returns a loopback address free now, with a port below Linux's
-// ephemeral range (32768 and up): between this check and the program's
-// listen, a port of that range can be taken by any outgoing connection on
-// the machine as its local port, and the program would then exit.
-func freeAddr() (string, error) {
-	for range 200 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return addr, nil
-	}
-	return "", errors.New("no free loopback port between 20000 and 32000")
-}
 
 // buildPrograms builds qapi-server and qapi-sampleis into dir.
 func buildPrograms(dir string) error {
@@ -125,7 +105,7 @@ func setup(work, logLevel string) (c, p *node, isAddr string, err error) {
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if isAddr, err = freeAddr(); err != nil {
+	if isAddr, err = loopback.FreeAddr(); err != nil {
 		return nil, nil, "", err
 	}
 	c = &node{dir: filepath.Join(work, "client"), member: clientMember, code: "ss-c",
@@ -139,10 +119,10 @@ func setup(work, logLevel string) (c, p *node, isAddr string, err error) {
 		if n.sign, err = ca.IssueSigning(n.member); err != nil {
 			return nil, nil, "", err
 		}
-		if n.clientAddr, err = freeAddr(); err != nil {
+		if n.clientAddr, err = loopback.FreeAddr(); err != nil {
 			return nil, nil, "", err
 		}
-		if n.serverAddr, err = freeAddr(); err != nil {
+		if n.serverAddr, err = loopback.FreeAddr(); err != nil {
 			return nil, nil, "", err
 		}
 	}
