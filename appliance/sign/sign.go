@@ -361,18 +361,6 @@ func CheckSignature(body []byte, contentType string, maxBytes int) (*Verified, e
 	return verified(msg.SOAP, signed, nil), nil
 }
 
-// SOAPPart returns the SOAP message a multipart/signed body carries,
-// decoded, without checking its signature. Nothing in it may be trusted
-// before Verify returns the same bytes. It parses the framing as strictly
-// as Verify, and its errors say what is wrong with it.
-func SOAPPart(body []byte, contentType string) ([]byte, error) {
-	msg, err := parseMultipart(body, contentType)
-	if err != nil {
-		return nil, err
-	}
-	return msg.soap()
-}
-
 // checkSignature does the part of Verify that needs no trust anchor: the
 // CMS signature over the first part, and its signing time.
 func checkSignature(msg *multipart) (*cms.Signed, error) {

@@ -534,23 +534,38 @@ func TestDefaultMaxBytes(t *testing.T) {
 	}
 }
 
-func TestSOAPPart(t *testing.T) {
+// hasCode reports whether err is a *soap.Fault with code.
+func hasCode(err error, code string) bool {
+	f := soap.AsFault(err)
+	return f != nil && f.Code == code
+}
+
+func TestParse(t *testing.T) {
 	f := newFixture(t)
 	body, ct, err := f.signer.Sign(request, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := SOAPPart(body, ct)
-	if err != nil || !bytes.Equal(got, request) {
-		t.Fatalf("SOAPPart = %q, %v; want the SOAP message signed", got, err)
+	msg, err := Parse(body, ct, 0)
+	if err != nil || !bytes.Equal(msg.SOAP, request) {
+		t.Fatalf("Parse = %v, %v; want the SOAP message signed", msg, err)
 	}
-	// The SOAP part of a tampered message comes out as it is: SOAPPart
-	// checks no signature, which is what Verify is for.
+	if _, err := msg.Verify(f.opts()); err != nil {
+		t.Errorf("Verify of the parsed message: %v", err)
+	}
+	// The SOAP part of a tampered message comes out as it is: Parse checks
+	// no signature, which is what Verify is for.
 	tampered := bytes.Clone(request)
 	tampered[3] ^= 1
-	if got, err := SOAPPart(replaceSOAP(t, body, request, tampered), ct); err != nil ||
-		!bytes.Equal(got, tampered) {
-		t.Errorf("tampered: SOAPPart = %q, %v; want the tampered bytes", got, err)
+	msg, err = Parse(replaceSOAP(t, body, request, tampered), ct, 0)
+	if err != nil || !bytes.Equal(msg.SOAP, tampered) {
+		t.Fatalf("tampered: Parse = %v, %v; want the tampered bytes", msg, err)
+	}
+	if _, err := msg.Verify(f.opts()); err == nil {
+		t.Error("Verify accepted the tampered message")
+	}
+	if _, err := Parse(body, ct, len(body)-1); !hasCode(err, soap.CodeSizeExceeded) {
+		t.Errorf("Parse of a body over maxBytes: %v, want %s", err, soap.CodeSizeExceeded)
 	}
 	for name, c := range map[string]struct {
 		body []byte
@@ -561,8 +576,8 @@ func TestSOAPPart(t *testing.T) {
 		"LF framing":           {bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), ct},
 		"one part":             {body[:bytes.Index(body, []byte("\r\n--qapi-"))], ct},
 	} {
-		if _, err := SOAPPart(c.body, c.ct); err == nil {
-			t.Errorf("%s: SOAPPart accepted it", name)
+		if _, err := Parse(c.body, c.ct, 0); !hasCode(err, soap.CodeMalformed) {
+			t.Errorf("%s: Parse = %v, want %s", name, err, soap.CodeMalformed)
 		}
 	}
 }
