@@ -28,14 +28,17 @@
 // the CRLF before the next delimiter (that CRLF belongs to the delimiter,
 // RFC 2046, 5.1.1), as RFC 1847 says.
 //
-// The SOAP part travels base64-encoded. That choice is what makes the
-// signed bytes independent of line endings: S/MIME tools such as `openssl
-// cms -verify` rewrite every line ending of a text entity to CRLF before
-// digesting it, so a SOAP message with bare LF line endings sent as binary
-// would verify only where nobody converted it. A base64 entity is already
-// pure CRLF-ended ASCII, canonical as it stands, and decodes to the SOAP
-// bytes exactly as given: no re-encoding, no line-ending change. The cost
-// is a third more bytes on the wire.
+// The SOAP part travels as it is (Content-Transfer-Encoding: binary) when
+// its bytes are already in the canonical form of RFC 5751, 3.1.1: every
+// line ending a CRLF, no bare CR or LF, no NUL. S/MIME tools such as
+// `openssl cms -verify` rewrite every line ending of a text entity to CRLF
+// before digesting it, which leaves such bytes as they are. Any other SOAP
+// message (bare LF line endings, say) travels base64-encoded: a base64
+// entity is pure CRLF-ended ASCII, canonical as it stands, and decodes to
+// the SOAP bytes exactly as given, at the cost of a third more bytes on
+// the wire and in the message log. Either way the signed bytes are the
+// SOAP bytes the information system sent; nothing is re-encoded. The
+// transport is HTTP, eight-bit clean, so binary needs no 7-bit encoding.
 //
 // `openssl cms -verify -inform SMIME` accepts these messages. Give it no
 // -binary flag: OpenSSL 3.0 in binary mode splits the S/MIME input into
@@ -64,6 +67,7 @@
 package sign
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
@@ -139,8 +143,11 @@ func (s *Signer) Sign(soap []byte, now time.Time) (body []byte, contentType stri
 		return nil, "", fmt.Errorf("sign: making a MIME boundary: %w", err)
 	}
 	// Base64 has no '-' and no header line written here has "--", so the
-	// delimiter cannot occur inside a part.
+	// delimiter cannot occur inside a part but in SOAP bytes sent as they
+	// are, which are checked for it.
 	boundary := "qapi-" + hex.EncodeToString(rnd[:])
+	delim := "--" + boundary
+	binary := len(soap) > 0 && canonical(soap) && !bytes.Contains(soap, []byte(delim))
 
 	// The body is built in one buffer, the signed entity in place: its
 	// size is known, and the signature's is bounded by what it carries
@@ -153,14 +160,19 @@ func (s *Signer) Sign(soap []byte, now time.Time) (body []byte, contentType stri
 	for _, r := range staple {
 		sigMax += len(r)
 	}
-	delim := "--" + boundary
-	body = make([]byte, 0, 2*len(delim)+soapEntitySize(len(soap))+
+	body = make([]byte, 0, 2*len(delim)+soapEntitySize(len(soap), binary)+
 		base64.StdEncoding.EncodedLen(sigMax)+sigMax/38+300)
 	body = append(body, delim+"\r\n"...)
 	start := len(body)
-	body = append(body, "Content-Type: "+SOAPPartType+"\r\n"+
-		"Content-Transfer-Encoding: base64\r\n\r\n"...)
-	body = appendBase64Lines(body, soap)
+	if binary {
+		body = append(body, "Content-Type: "+SOAPPartType+"\r\n"+
+			"Content-Transfer-Encoding: binary\r\n\r\n"...)
+		body = append(body, soap...)
+	} else {
+		body = append(body, "Content-Type: "+SOAPPartType+"\r\n"+
+			"Content-Transfer-Encoding: base64\r\n\r\n"...)
+		body = appendBase64Lines(body, soap)
+	}
 	entity := body[start:]
 
 	sig, err := cms.Sign(entity, s.Key, s.Cert, cms.SignOptions{
@@ -186,10 +198,42 @@ func (s *Signer) Sign(soap []byte, now time.Time) (body []byte, contentType stri
 }
 
 // soapEntitySize is the size of the first part for a SOAP message of n
-// bytes.
-func soapEntitySize(n int) int {
+// bytes, sent as it is when binary, else base64-encoded.
+func soapEntitySize(n int, binary bool) int {
+	if binary {
+		return 80 + n
+	}
 	enc := base64.StdEncoding.EncodedLen(n)
 	return 80 + enc + 2*(enc/base64Line+1)
+}
+
+// canonical reports whether b is in the canonical form of RFC 5751,
+// 3.1.1, as S/MIME readers make it: every CR followed by LF, every LF
+// preceded by CR, and no NUL. Such bytes come out of `openssl cms -verify`
+// unchanged.
+func canonical(b []byte) bool {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if i += j; i == 0 || b[i-1] != '\r' {
+			return false
+		}
+	}
+	for i := 0; i < len(b); i++ {
+		j := bytes.IndexByte(b[i:], '\r')
+		if j < 0 {
+			break
+		}
+		if i += j; i+1 == len(b) || b[i+1] != '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 // appendBase64Lines appends the base64 of data in lines of base64Line

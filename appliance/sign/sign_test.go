@@ -357,9 +357,18 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 }
 
-// TestOpenSSLVerifies writes a signed message as an S/MIME file and has
-// OpenSSL, a peer nobody here wrote, verify it: "openssl cms -verify must
-// accept what we sign".
+// canonicalRequest is a SOAP request already in S/MIME canonical form:
+// CRLF line endings only, non-ASCII, a trailing CRLF, and a line longer
+// than OpenSSL's 1024-byte line buffer with a CRLF astride its end.
+var canonicalRequest = []byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n" +
+	"<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\r\n" +
+	"<soap:Body><ad>Əliyev Şəhla</ad><long>" + strings.Repeat("x", 1020) + "</long>\r\n" +
+	"<pad>" + strings.Repeat("y", 1017) + "\r\n</pad></soap:Body></soap:Envelope>\r\n")
+
+// TestOpenSSLVerifies writes signed messages as S/MIME files and has
+// OpenSSL, a peer nobody here wrote, verify them: "openssl cms -verify must
+// accept what we sign". A request in canonical form travels as it is, any
+// other base64-encoded; both must verify, and print the SOAP bytes signed.
 func TestOpenSSLVerifies(t *testing.T) {
 	openssl := testenv.NeedCommand(t, "openssl")
 	f := newFixture(t)
@@ -369,62 +378,88 @@ func TestOpenSSLVerifies(t *testing.T) {
 	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	body, ct, err := f.signer.Sign(request, time.Now())
-	if err != nil {
-		t.Fatal(err)
+	verify := func(t *testing.T, eml []byte) ([]byte, error) {
+		t.Helper()
+		emlFile := filepath.Join(t.TempDir(), "msg.eml")
+		if err := os.WriteFile(emlFile, eml, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(openssl, "cms", "-verify", "-in", emlFile, "-inform", "SMIME",
+			"-CAfile", caFile)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("%v\n%s", err, stderr.Bytes())
+		}
+		return out, nil
 	}
-	eml := append([]byte("MIME-Version: 1.0\r\nContent-Type: "+ct+"\r\n\r\n"), body...)
-	emlFile := filepath.Join(dir, "msg.eml")
-	if err := os.WriteFile(emlFile, eml, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	for _, args := range [][]string{
-		{"cms", "-verify", "-in", emlFile, "-inform", "SMIME", "-CAfile", caFile},
+	for _, tc := range []struct {
+		name, encoding string
+		soap           []byte
+	}{
+		{"LF and bare CR", "base64", request},
+		{"canonical", "binary", canonicalRequest},
+		{"one line", "binary", tenKB()[:10<<10-1]}, // without tenKB's final LF
+		{"final LF", "base64", tenKB()},
 	} {
-		t.Run(strings.Join(args[:2], " "),
-			func(t *testing.T) {
-				cmd := exec.Command(openssl, args...)
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				out, err := cmd.Output()
-				if err != nil {
-					t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
-				}
-				// OpenSSL prints the signed entity; its body is the SOAP
-				// message, base64-encoded.
-				msg, err := mail.ReadMessage(bytes.NewReader(out))
-				if err != nil {
-					t.Fatalf("openssl's output is not a MIME entity: %v\n%q", err, out)
-				}
-				if got := msg.Header.Get("Content-Type"); got != SOAPPartType {
-					t.Errorf("openssl's output has Content-Type %q", got)
-				}
-				var b64 bytes.Buffer
-				if _, err := b64.ReadFrom(msg.Body); err != nil {
+		t.Run(tc.name, func(t *testing.T) {
+			body, ct, err := f.signer.Sign(tc.soap, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cte := "Content-Transfer-Encoding: " + tc.encoding + "\r\n\r\n"
+			if !bytes.Contains(body, []byte(cte)) {
+				t.Fatalf("the SOAP part is not sent %s", tc.encoding)
+			}
+			eml := append([]byte("MIME-Version: 1.0\r\nContent-Type: "+ct+"\r\n\r\n"), body...)
+			out, err := verify(t, eml)
+			if err != nil {
+				t.Fatalf("openssl cms -verify: %v", err)
+			}
+			// OpenSSL prints the signed entity: headers, then the SOAP
+			// message as it was encoded.
+			msg, err := mail.ReadMessage(bytes.NewReader(out))
+			if err != nil {
+				t.Fatalf("openssl's output is not a MIME entity: %v\n%q", err, out)
+			}
+			if got := msg.Header.Get("Content-Type"); got != SOAPPartType {
+				t.Errorf("openssl's output has Content-Type %q", got)
+			}
+			var printed bytes.Buffer
+			if _, err := printed.ReadFrom(msg.Body); err != nil {
+				t.Fatal(err)
+			}
+			got := printed.Bytes()
+			if tc.encoding == "base64" {
+				if got, err = decodeBase64(got); err != nil {
 					t.Fatal(err)
 				}
-				got, err := decodeBase64(b64.Bytes())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(got, request) {
-					t.Errorf("openssl printed SOAP %q, want %q", got, request)
-				}
-			})
-	}
+			}
+			if !bytes.Equal(got, tc.soap) {
+				t.Errorf("openssl printed SOAP %q, want %q", got, tc.soap)
+			}
+			if v, err := Verify(body, ct, f.opts()); err != nil {
+				t.Errorf("Verify: %v", err)
+			} else if !bytes.Equal(v.SOAP, tc.soap) {
+				t.Error("Verify returned other SOAP bytes than were signed")
+			}
 
-	// A changed SOAP byte must make OpenSSL refuse too.
-	tampered := bytes.Clone(request)
-	tampered[40] ^= 0x20
-	bad := replaceSOAP(t, eml, request, tampered)
-	if err := os.WriteFile(emlFile, bad, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(openssl, "cms", "-verify", "-in", emlFile, "-inform", "SMIME",
-		"-CAfile", caFile).CombinedOutput()
-	if err == nil {
-		t.Errorf("openssl accepted a tampered message:\n%s", out)
+			// A changed SOAP byte must make OpenSSL refuse too.
+			var bad []byte
+			if tc.encoding == "base64" {
+				tampered := bytes.Clone(tc.soap)
+				tampered[40] ^= 0x20
+				bad = replaceSOAP(t, eml, tc.soap, tampered)
+			} else {
+				bad = bytes.Clone(eml)
+				i := bytes.Index(bad, []byte(cte)) + len(cte) + 40
+				bad[i] ^= 0x20
+			}
+			if out, err := verify(t, bad); err == nil {
+				t.Errorf("openssl accepted a tampered message:\n%s", out)
+			}
+		})
 	}
 }
 
@@ -434,37 +469,49 @@ func boundaryOf(ct string) string {
 	return strings.TrimSuffix(b, "\"")
 }
 
+// benchMessages are 10 KB SOAP messages sent binary (canonical, on one
+// line) and base64-encoded (with a final LF).
+func benchMessages() map[string][]byte {
+	return map[string][]byte{"binary": tenKB()[:10<<10-1], "base64": tenKB()}
+}
+
 func BenchmarkSign(b *testing.B) {
 	f := newFixture(b)
-	msg := tenKB()
 	now := time.Now()
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := f.signer.Sign(msg, now); err != nil {
-			b.Fatal(err)
-		}
+	for name, msg := range benchMessages() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := f.signer.Sign(msg, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 func BenchmarkVerify(b *testing.B) {
 	f := newFixture(b)
-	msg := tenKB()
-	body, ct, err := f.signer.Sign(msg, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
 	opts := f.opts()
 	opts.CheckOCSP = func(cert, issuer *x509.Certificate, resp []byte) error {
 		_, err := ocsp.ParseResponseForCert(resp, cert, issuer)
 		return err
 	}
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Verify(body, ct, opts); err != nil {
-			b.Fatal(err)
-		}
+	for name, msg := range benchMessages() {
+		b.Run(name, func(b *testing.B) {
+			body, ct, err := f.signer.Sign(msg, time.Now())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Verify(body, ct, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -578,6 +625,29 @@ func TestParse(t *testing.T) {
 	} {
 		if _, err := Parse(c.body, c.ct, 0); !hasCode(err, soap.CodeMalformed) {
 			t.Errorf("%s: Parse = %v, want %s", name, err, soap.CodeMalformed)
+		}
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"", true},
+		{"<a/>", true},
+		{"<a>\r\n</a>\r\n", true},
+		{"\r\n", true},
+		{"<a>\n</a>", false},
+		{"\n", false},
+		{"<a>\r</a>", false},
+		{"<a/>\r", false},
+		{"<a>\r\r\n</a>", false},
+		{"<a>\r\n\n</a>", false},
+		{"<a>\x00</a>", false},
+	} {
+		if got := canonical([]byte(tc.in)); got != tc.want {
+			t.Errorf("canonical(%q) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
 }
