@@ -6,7 +6,8 @@
 // # Store
 //
 // The log is one bbolt file with five buckets: records (one entry per
-// message, keyed by its sequence number), chain (the chain head and a key
+// message, keyed by its sequence number, in a nested bucket per commit:
+// see records.go), chain (the chain head and a key
 // check), timestamps (RFC 3161 tokens over the chain head, keyed by the last
 // entry each covers), archive (what has left the live store) and marks
 // (short keys committed with the records, see Mark). Every
@@ -412,8 +413,14 @@ func (l *Log) commit(batch []*request) error {
 	buf := l.batchBuf[:0]
 	err := l.safely(func() error {
 		return db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketRecords)
-			b.FillPercent = 1 // keys only grow
+			// A nested bucket per commit (see records.go); keys only grow.
+			records := tx.Bucket(bucketRecords)
+			records.FillPercent = 1
+			b, err := records.CreateBucket(seqKey(head.seq + 1))
+			if err != nil {
+				return err
+			}
+			b.FillPercent = 1
 			for _, r := range batch {
 				for _, rec := range r.recs {
 					if rec.Time.IsZero() {
@@ -539,13 +546,11 @@ func (l *Log) openFile() (*bolt.DB, error) {
 // It does not check the chain; Verify does.
 func (l *Log) Entries(from, to uint64, fn func(*Entry) error) error {
 	return l.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		c := b.Cursor()
 		want := from
-		for k, v := c.Seek(seqKey(from)); k != nil; k, v = c.Next() {
+		return forRecords(tx.Bucket(bucketRecords), from, func(k, v []byte) error {
 			seq := binary.BigEndian.Uint64(k)
 			if to != 0 && seq > to {
-				break
+				return errStop
 			}
 			if seq != want && want != 0 {
 				return &CorruptError{Where: l.opts.Path, Seq: want, Reason: "entry missing"}
@@ -558,8 +563,8 @@ func (l *Log) Entries(from, to uint64, fn func(*Entry) error) error {
 				return err
 			}
 			want = seq + 1
-		}
-		return nil
+			return nil
+		})
 	})
 }
 

@@ -218,22 +218,23 @@ func TestTamper(t *testing.T) {
 		wantSeq uint64
 	}{
 		{"flip a byte", func(tx *bolt.Tx, s *sealer) error {
-			b := tx.Bucket(bucketRecords)
+			b := holder(tx.Bucket(bucketRecords), 3)
 			v := append([]byte(nil), b.Get(seqKey(3))...)
 			v[len(v)/2] ^= 1
 			return b.Put(seqKey(3), v)
 		}, 3},
 		{"swap two entries", func(tx *bolt.Tx, s *sealer) error {
-			b := tx.Bucket(bucketRecords)
-			v3 := append([]byte(nil), b.Get(seqKey(3))...)
-			v4 := append([]byte(nil), b.Get(seqKey(4))...)
-			if err := b.Put(seqKey(3), v4); err != nil {
+			b3 := holder(tx.Bucket(bucketRecords), 3)
+			b4 := holder(tx.Bucket(bucketRecords), 4)
+			v3 := append([]byte(nil), b3.Get(seqKey(3))...)
+			v4 := append([]byte(nil), b4.Get(seqKey(4))...)
+			if err := b3.Put(seqKey(3), v4); err != nil {
 				return err
 			}
-			return b.Put(seqKey(4), v3)
+			return b4.Put(seqKey(4), v3)
 		}, 3},
 		{"delete an entry", func(tx *bolt.Tx, s *sealer) error {
-			return tx.Bucket(bucketRecords).Delete(seqKey(2))
+			return holder(tx.Bucket(bucketRecords), 2).Delete(seqKey(2))
 		}, 2},
 		{"rewrite a body with the key", func(tx *bolt.Tx, s *sealer) error {
 			return reseal(tx, s, 2, func(e *Entry) { e.Signed = []byte("forged") })
@@ -242,7 +243,7 @@ func TestTamper(t *testing.T) {
 			return reseal(tx, s, 5, func(e *Entry) { e.MessageID = "forged" })
 		}, 5},
 		{"truncate the tail", func(tx *bolt.Tx, s *sealer) error {
-			return tx.Bucket(bucketRecords).Delete(seqKey(5))
+			return holder(tx.Bucket(bucketRecords), 5).Delete(seqKey(5))
 		}, 5},
 	}
 	for _, tt := range tests {
@@ -282,7 +283,7 @@ func TestTamper(t *testing.T) {
 }
 
 func reseal(tx *bolt.Tx, s *sealer, seq uint64, change func(*Entry)) error {
-	b := tx.Bucket(bucketRecords)
+	b := holder(tx.Bucket(bucketRecords), seq)
 	plain, err := s.open(bucketRecords, seqKey(seq), b.Get(seqKey(seq)))
 	if err != nil {
 		return err

@@ -167,7 +167,7 @@ func (l *Log) Remove(through uint64, hash Hash) error {
 	}
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		k := seqKey(through)
-		v := tx.Bucket(bucketRecords).Get(k)
+		v := getRecord(tx.Bucket(bucketRecords), through)
 		if v == nil {
 			return fmt.Errorf("entry %d is not in the live store", through)
 		}
@@ -178,15 +178,16 @@ func (l *Log) Remove(through uint64, hash Hash) error {
 		if e.Hash() != hash {
 			return fmt.Errorf("entry %d does not have the hash the archive recorded", through)
 		}
-		for _, name := range [][]byte{bucketRecords, bucketTimestamps} {
-			c := tx.Bucket(name).Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.First() {
-				if binary.BigEndian.Uint64(k) > through {
-					break
-				}
-				if err := c.Delete(); err != nil {
-					return err
-				}
+		if err := removeRecords(tx.Bucket(bucketRecords), through); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketTimestamps).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.First() {
+			if binary.BigEndian.Uint64(k) > through {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return err
 			}
 		}
 		return tx.Bucket(bucketArchive).Put(keyThrough, link{through, hash}.bytes())

@@ -68,11 +68,19 @@ func TestDamagedLogAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("records"))
+		// Entries sit in a nested bucket per commit (messagelog's
+		// records.go).
 		k := binary.BigEndian.AppendUint64(nil, 3)
-		v := bytes.Clone(b.Get(k))
-		v[len(v)/2] ^= 1
-		return b.Put(k, v)
+		records := tx.Bucket([]byte("records"))
+		return records.ForEachBucket(func(name []byte) error {
+			b := records.Bucket(name)
+			if v := b.Get(k); v != nil {
+				v = bytes.Clone(v)
+				v[len(v)/2] ^= 1
+				return b.Put(k, v)
+			}
+			return nil
+		})
 	})
 	db.Close()
 	if err != nil {
