@@ -241,11 +241,12 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 	defer cancel()
 	rec.Forwarded = p.cfg.Now()
 	var respSOAP []byte
+	var answer *soap.Message
 	if IsMeta(code) {
 		respSOAP, f = p.meta(ctx, conf, req)
 	} else {
 		var isFault string
-		respSOAP, isFault, f = p.callIS(ctx, req)
+		answer, isFault, f = p.callIS(ctx, req)
 		// The information system's own fault is an answer, passed on
 		// signed; the record still counts it.
 		rec.FaultCode = isFault
@@ -254,7 +255,12 @@ func (p *ServerProxy) exchange(r *http.Request, rec *events.Record) ([]byte, str
 	if f != nil {
 		return nil, "", h, f
 	}
-	respSOAP, err = soap.WithRequestHash(respSOAP, req.Raw)
+	if answer != nil {
+		// Parsed already: the parse found where the requestHash goes.
+		respSOAP, err = answer.WithRequestHash(req.Raw)
+	} else {
+		respSOAP, err = soap.WithRequestHash(respSOAP, req.Raw)
+	}
 	if err != nil {
 		return nil, "", h, asFault(err, soap.CodeProviderFault)
 	}
@@ -358,8 +364,8 @@ func (p *ServerProxy) service(svc ident.Service) (Service, bool) {
 }
 
 // callIS passes the verified request to the provider's information system
-// and returns its checked response.
-func (p *ServerProxy) callIS(ctx context.Context, req *soap.Message) (answer []byte,
+// and returns its checked response, parsed.
+func (p *ServerProxy) callIS(ctx context.Context, req *soap.Message) (answer *soap.Message,
 	faultCode string, f *soap.Fault) {
 	h := &req.Header
 	s, ok := p.service(h.Service)
@@ -409,9 +415,9 @@ func (p *ServerProxy) callIS(ctx context.Context, req *soap.Message) (answer []b
 			"headers (id, client, service) do not echo the request")
 	}
 	if m.Fault != nil {
-		return raw, m.Fault.Code, nil
+		return m, m.Fault.Code, nil
 	}
-	return raw, "", nil
+	return m, "", nil
 }
 
 // meta answers listMethods, allowedMethods and getWsdl from this server's

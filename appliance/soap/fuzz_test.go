@@ -84,6 +84,11 @@ func FuzzParseResponse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("WithRequestHash refused an accepted response: %v", err)
 		}
+		if got, err := m.WithRequestHash([]byte("request")); err != nil ||
+			!bytes.Equal(got, out) {
+			t.Fatalf("the Message method gives %v and\n%s\nthe function gives\n%s",
+				err, got, out)
+		}
 		el := requestHashElement(HashRequest([]byte("request")))
 		if m.Header.RequestHash == nil && !bytes.Equal(bytes.Replace(out, el, nil, 1), raw) &&
 			!bytes.Equal(bytes.Replace(out, el, nil, 1), openedHeader(raw)) {

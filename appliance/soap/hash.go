@@ -71,13 +71,28 @@ func WithRequestHash(resp, request []byte) ([]byte, error) {
 			"; the provider's information system must answer with a SOAP 1.1 envelope"}
 	}
 
-	out := make([]byte, 0, len(resp)+len(el)+64)
-	out = append(out, resp[:edit.from]...)
-	out = append(out, edit.before...)
+	return edit.apply(resp, el), nil
+}
+
+// WithRequestHash is the function WithRequestHash for a response that
+// ParseResponse returned, which learnt where the element goes while it
+// read the response: m.Raw is not read again. m must not have changed
+// since.
+func (m *Message) WithRequestHash(request []byte) ([]byte, error) {
+	if m.hashEdit == nil {
+		return WithRequestHash(m.Raw, request)
+	}
+	return m.hashEdit.apply(m.Raw, requestHashElement(HashRequest(request))), nil
+}
+
+// apply returns resp with the edit made, el the element put in.
+func (e *headerEdit) apply(resp, el []byte) []byte {
+	out := make([]byte, 0, len(resp)+len(e.before)+len(el)+len(e.after))
+	out = append(out, resp[:e.from]...)
+	out = append(out, e.before...)
 	out = append(out, el...)
-	out = append(out, edit.after...)
-	out = append(out, resp[edit.to:]...)
-	return out, nil
+	out = append(out, e.after...)
+	return append(out, resp[e.to:]...)
 }
 
 // requestHashElement declares its own prefix, so it is right whatever

@@ -1,6 +1,7 @@
 package soap
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
@@ -49,6 +50,10 @@ type parser struct {
 	response bool
 	m        *Message
 	seen     uint16 // X-Road headers read, by headerBit
+	env, hdr token  // the Envelope's and the Header's start tags
+	// hashAt is where a requestHash header starts and ends, when there is
+	// one.
+	hashAt [2]int
 }
 
 func parse(raw []byte, lim Limits, response bool) (*Message, error) {
@@ -121,6 +126,7 @@ func (p *parser) document() error {
 			"the root element is not a SOAP 1.1 Envelope; send an Envelope in "+
 				"namespace %s", NSEnvelope)
 	}
+	p.env = t
 	if err := p.envelope(); err != nil {
 		return err
 	}
@@ -163,6 +169,7 @@ func (p *parser) envelope() error {
 	header := false
 	if t.kind == tokStart && t.name == (xml.Name{Space: NSEnvelope, Local: "Header"}) {
 		header = true
+		p.hdr = t
 		if err := p.header(); err != nil {
 			return err
 		}
@@ -181,6 +188,16 @@ func (p *parser) envelope() error {
 	if !header && p.m.Fault == nil {
 		return p.s.faultAt(CodeMalformed, t.start,
 			"the Envelope has no Header; put the X-Road headers in a SOAP Header")
+	}
+	if !header && p.response {
+		// A Header made with the Envelope's own prefix, in scope right
+		// after the Envelope's start tag.
+		open := "<Header>"
+		if p.env.prefix != "" {
+			open = "<" + p.env.prefix + ":Header>"
+		}
+		p.m.hashEdit = &headerEdit{from: p.env.end, to: p.env.end, before: []byte(open),
+			after: []byte(closeTag(p.env.prefix, "Header"))}
 	}
 
 	t, err = p.skipSpace("after the Body")
@@ -202,11 +219,15 @@ func (p *parser) header() error {
 			return err
 		}
 		if t.kind == tokEnd {
+			p.noteHeaderEnd(t)
 			return nil
 		}
 		switch t.name.Space {
 		case NSXRoad:
 			err = p.xroadHeader(t)
+			if err == nil && t.name.Local == "requestHash" {
+				p.hashAt = [2]int{t.start, p.s.offset()}
+			}
 		case NSEnvelope:
 			err = p.s.faultAt(CodeMalformed, t.start,
 				"a SOAP envelope element <%s> is inside the Header; remove it",
@@ -223,6 +244,33 @@ func (p *parser) header() error {
 			return err
 		}
 	}
+}
+
+// noteHeaderEnd records, for a response, where WithRequestHash puts the
+// requestHash: in place of the one there, or before the Header's end tag
+// end, opening a self-closing Header.
+func (p *parser) noteHeaderEnd(end token) {
+	if !p.response {
+		return
+	}
+	raw := p.m.Raw
+	switch {
+	case p.hashAt[1] != 0:
+		p.m.hashEdit = &headerEdit{from: p.hashAt[0], to: p.hashAt[1]}
+	case end.start != end.end:
+		p.m.hashEdit = &headerEdit{from: end.start, to: end.start}
+	case bytes.HasSuffix(raw[p.hdr.start:p.hdr.end], []byte("/>")):
+		p.m.hashEdit = &headerEdit{from: p.hdr.end - 2, to: p.hdr.end, before: []byte(">"),
+			after: []byte(closeTag(p.hdr.prefix, "Header"))}
+	}
+}
+
+// closeTag returns the end tag of the element local written with prefix.
+func closeTag(prefix, local string) string {
+	if prefix == "" {
+		return "</" + local + ">"
+	}
+	return "</" + prefix + ":" + local + ">"
 }
 
 // xroadHeader reads one header element of the X-Road namespace.

@@ -51,6 +51,10 @@ type Message struct {
 	// Fault is set when the body is a soap:Fault.
 	Fault *Fault
 	Raw   []byte
+
+	// hashEdit is where WithRequestHash puts the requestHash of a response
+	// that ParseResponse returned; nil for other messages.
+	hashEdit *headerEdit
 }
 
 // Limits bound what the parser accepts. A zero field takes its value from
