@@ -37,10 +37,12 @@ type multipart struct {
 	signature    []byte // DER CMS SignedData
 }
 
-// soap returns the SOAP bytes of the first part, decoded and copied.
+// soap returns the SOAP bytes of the first part: decoded into a new slice
+// when base64-encoded, else the part's own bytes in the body, clipped so
+// that an append copies them.
 func (m *multipart) soap() ([]byte, error) {
 	if m.soapEncoding != "base64" {
-		return bytes.Clone(m.soapBody), nil
+		return m.soapBody[:len(m.soapBody):len(m.soapBody)], nil
 	}
 	return decodeBase64(m.soapBody)
 }

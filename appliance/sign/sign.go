@@ -300,7 +300,9 @@ func Verify(body []byte, contentType string, opts VerifyOptions) (*Verified, err
 // not yet checked.
 type Message struct {
 	// SOAP is the SOAP message of the first part, decoded. Nothing in it
-	// may be trusted before Verify has returned nil.
+	// may be trusted before Verify has returned nil. When the part was sent
+	// as it is, SOAP shares the bytes of the body parsed: neither may be
+	// changed while the other is in use.
 	SOAP []byte
 	mp   *multipart
 }
