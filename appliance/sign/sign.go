@@ -12,9 +12,9 @@
 //
 //	--qapi-...
 //	Content-Type: text/xml; charset=UTF-8
-//	Content-Transfer-Encoding: base64
+//	Content-Transfer-Encoding: binary
 //
-//	PHNvYXA6RW52ZWxvcGU+...
+//	<soap:Envelope ...>...</soap:Envelope>
 //	--qapi-...
 //	Content-Type: application/pkcs7-signature; name="smime.p7s"
 //	Content-Transfer-Encoding: base64
