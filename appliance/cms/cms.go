@@ -181,7 +181,21 @@ func Sign(content []byte, key crypto.Signer, cert *x509.Certificate,
 		// RFC 5652, 5.1: other revocation information makes it version 5.
 		version = 5
 	}
-	var b cryptobyte.Builder
+	// The builder starts with room for all it writes: growing as it goes
+	// copied the certificates and responses several times over.
+	size := 256 + len(cert.Raw) + len(attrs) + len(sig)
+	for _, c := range opts.Certificates {
+		if c != nil {
+			size += len(c.Raw)
+		}
+	}
+	for _, resp := range opts.OCSP {
+		size += 32 + len(resp)
+	}
+	if !opts.Detached {
+		size += len(content)
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, size))
 	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1ObjectIdentifier(OIDSignedData)
 		b.AddASN1(explicit(0), func(b *cryptobyte.Builder) {
