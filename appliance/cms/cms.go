@@ -40,6 +40,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/qapi-az/qapi/appliance/ecverify"
 	"golang.org/x/crypto/cryptobyte"
 	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -168,7 +169,7 @@ func Sign(content []byte, key crypto.Signer, cert *x509.Certificate,
 	// peer's verification does not catch anyway. Other signers are devices
 	// and key stores whose faults are worth naming here.
 	if _, software := key.(*ecdsa.PrivateKey); !software &&
-		!ecdsa.VerifyASN1(pub, h[:], sig) {
+		!ecverify.VerifyASN1(pub, h[:], sig) {
 		return nil, errors.New("cms: sign: the signing key produced a signature that " +
 			"does not verify; check the key store or TPM")
 	}

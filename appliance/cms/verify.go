@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/qapi-az/qapi/appliance/ecverify"
 	"golang.org/x/crypto/cryptobyte"
 	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -344,7 +345,7 @@ func verifySignerInfo(si cryptobyte.String, out *Signed) error {
 	copy(toSign, rawAttrs)
 	toSign[0] = 0x31
 	h := sha256.Sum256(toSign)
-	if !ecdsa.VerifyASN1(pub, h[:], sig) {
+	if !ecverify.VerifyASN1(pub, h[:], sig) {
 		return verification("signature does not verify with the signer's key")
 	}
 	return nil
