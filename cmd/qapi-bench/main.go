@@ -11,7 +11,10 @@
 //
 // and prints the resident memory (VmRSS, VmHWM) of each server process.
 //
-//	go run ./cmd/qapi-bench -clients 32 -duration 10s
+//	go run ./cmd/qapi-bench -clients 64 -duration 10s
+//
+// The default of -clients is the servers' default maxConcurrent (64), so
+// that the load fills what a server works on at once.
 //
 // The programs are built with "go build" into a temporary folder unless
 // -bin names a folder holding qapi-server and qapi-sampleis.
@@ -25,7 +28,8 @@ import (
 
 func main() {
 	var o options
-	flag.IntVar(&o.clients, "clients", 32, "concurrent clients of the load runs")
+	flag.IntVar(&o.clients, "clients", 64, "concurrent clients of the load runs "+
+		"(the servers' default maxConcurrent)")
 	flag.DurationVar(&o.duration, "duration", 10e9, "length of each load run")
 	flag.IntVar(&o.rate, "rate", 60, "requests per second of the fixed-rate run (clause 5.4)")
 	flag.DurationVar(&o.rateDuration, "rate-duration", 10e9, "length of the fixed-rate run")
