@@ -3,6 +3,7 @@ module github.com/qapi-az/qapi
 go 1.26.0
 
 require (
+	filippo.io/nistec v0.0.4
 	github.com/gokrazy/gokrazy v0.0.0-20260418085648-c38c3134b8a7
 	github.com/google/go-tpm v0.9.8
 	github.com/google/go-tpm-tools v0.4.11
@@ -18,7 +19,6 @@ require (
 )
 
 require (
-	filippo.io/nistec v0.0.4 // indirect
 	github.com/gokrazy/internal v0.0.0-20240629150625-a0f1dee26ef5 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/renameio/v2 v2.0.0 // indirect
