@@ -11,10 +11,11 @@
 //
 // and prints the resident memory (VmRSS, VmHWM) of each server process.
 //
-//	go run ./cmd/qapi-bench -clients 64 -duration 10s
+//	go run ./cmd/qapi-bench -duration 10s
 //
-// The default of -clients is the servers' default maxConcurrent (64), so
-// that the load fills what a server works on at once.
+// The default of -clients is the servers' default maxConcurrent
+// (server.DefaultMaxConcurrent, 64), so that the load fills what a server
+// works on at once.
 //
 // The programs are built with "go build" into a temporary folder unless
 // -bin names a folder holding qapi-server and qapi-sampleis.
@@ -24,12 +25,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/qapi-az/qapi/appliance/server"
 )
 
 func main() {
 	var o options
-	flag.IntVar(&o.clients, "clients", 64, "concurrent clients of the load runs "+
-		"(the servers' default maxConcurrent)")
+	flag.IntVar(&o.clients, "clients", server.DefaultMaxConcurrent,
+		"concurrent clients of the load runs (the servers' default maxConcurrent)")
 	flag.DurationVar(&o.duration, "duration", 10e9, "length of each load run")
 	flag.IntVar(&o.rate, "rate", 60, "requests per second of the fixed-rate run (clause 5.4)")
 	flag.DurationVar(&o.rateDuration, "rate-duration", 10e9, "length of the fixed-rate run")
